@@ -1,0 +1,52 @@
+from django.db import models
+from django.db.models import Q
+
+
+class Product(models.Model):
+    """A product cut-out: an RGBA image whose alpha channel is the product mask."""
+
+    sku = models.CharField(max_length=128, unique=True)
+    title = models.CharField(max_length=500, blank=True)
+    category = models.CharField(max_length=200, blank=True, db_index=True)
+    image = models.ImageField(upload_to="products/", max_length=500)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    width = models.PositiveIntegerField(default=0)
+    height = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["sku"]
+
+    def __str__(self) -> str:
+        return f"{self.sku} {self.title}".strip()
+
+
+class Creative(models.Model):
+    """One generated ad image of a product, with how it was generated."""
+
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="creatives")
+    image = models.ImageField(upload_to="creatives/", max_length=500)
+    # WebP thumbnail, made once at import/generation time.
+    thumbnail = models.ImageField(upload_to="thumbnails/", max_length=500, blank=True)
+    sha256 = models.CharField(max_length=64, unique=True)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    prompt = models.TextField(blank=True)
+    negative_prompt = models.TextField(blank=True)
+    seed = models.BigIntegerField(null=True, blank=True)
+    generator = models.CharField(max_length=200, blank=True)
+    generator_version = models.CharField(max_length=100, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    external_id = models.CharField(max_length=200, blank=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(width__gt=0) & Q(height__gt=0), name="creative_positive_size"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"creative {self.pk} of {self.product_id}"
