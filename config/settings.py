@@ -2,7 +2,6 @@
 
 DATABASE_URL selects the database (default: SQLite in var/ with WAL); DJANGO_DEBUG,
 DJANGO_SECRET_KEY and DJANGO_ALLOWED_HOSTS configure the deployment. See README.md.
-and DJANGO_ALLOWED_HOSTS configure the deployment. See README.md for the full list.
 """
 
 import os
