@@ -3,7 +3,7 @@ append-only tables); the write paths are in services.py, the reads in selectors.
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 # The RF1M taxonomy (ECCV 2024): the default schema of every new project.
 RF1M_CLASSES = [
@@ -156,6 +156,17 @@ class Item(models.Model):
         LabelClass, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     agreement = models.FloatField(null=True, blank=True)  # share of votes for the consensus
+    # Current (non-discarded) votes per label slug, kept beside annotation_count so that a submit
+    # computes the consensus without reading the other annotations.
+    votes = models.JSONField(default=dict, blank=True)
+    # Lease bookkeeping, maintained by database triggers on Assignment (see migration 0003): the
+    # number of `active` assignments and the earliest expiry among them. The claim's WHERE clause
+    # reads only these item columns, so PostgreSQL re-checks them on the locked row (EvalPlanQual)
+    # and two claimers can never both fill the last slot.
+    lease_count = models.IntegerField(default=0, editable=False)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # One of the item's annotators has low gold accuracy: send it to QA when it finishes.
+    flagged_low_gold = models.BooleanField(default=False)
     external_id = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -198,6 +209,9 @@ class Assignment(models.Model):
         EXPIRED = "expired", "Expired"
 
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="assignments")
+    # Denormalized from item: the claim finds "my live lease / my last claim in this project"
+    # through an index without joining items.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
     annotator = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
     )
@@ -221,6 +235,13 @@ class Assignment(models.Model):
                 name="assignment_active_idx",
             ),
             models.Index(fields=["annotator", "status", "-id"], name="assignment_annotator_idx"),
+            models.Index(
+                fields=["annotator", "project"],
+                condition=Q(status="active"),
+                name="assignment_live_idx",
+            ),
+            models.Index(fields=["annotator", "project", "-id"], name="assignment_recent_idx"),
+            models.Index(fields=["item", "annotator"], name="assignment_item_annot_idx"),
         ]
 
 
@@ -253,6 +274,27 @@ class Annotation(models.Model):
             models.Index(fields=["annotator", "-created_at"], name="annotation_recent_idx"),
             models.Index(fields=["item", "annotator"], name="annotation_item_annot_idx"),
         ]
+
+
+class AnnotatorGoldStats(models.Model):
+    """Gold answers per annotator and project; `is_low` marks accuracy < 0.7 over >= 5 answers."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    answered = models.PositiveIntegerField(default=0)
+    correct = models.PositiveIntegerField(default=0)
+    is_low = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "annotator"], name="goldstats_unique"),
+            models.CheckConstraint(condition=Q(correct__lte=F("answered")), name="goldstats_le"),
+        ]
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.answered if self.answered else None
 
 
 class Review(models.Model):
@@ -310,7 +352,36 @@ class AuditEvent(models.Model):
         ordering = ["-id"]
 
 
-class DatasetVersion(models.Model):
+class ImmutableError(Exception):
+    """Dataset versions and their rows are frozen: no update, no delete."""
+
+
+class ImmutableQuerySet(models.QuerySet):
+    # Bulk paths bypass save()/delete(); refuse them here too (UPDATE is also refused by a
+    # database trigger, see migrations).
+    def update(self, **kwargs):
+        raise ImmutableError("dataset versions are immutable")
+
+    def delete(self):
+        raise ImmutableError("dataset versions are immutable")
+
+
+class ImmutableModel(models.Model):
+    objects = ImmutableQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ImmutableError("dataset versions are immutable")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ImmutableError("dataset versions are immutable")
+
+
+class DatasetVersion(ImmutableModel):
     """A frozen snapshot of consensus labels that training cites. Immutable once created."""
 
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="dataset_versions")
@@ -332,7 +403,7 @@ class DatasetVersion(models.Model):
         return self.name
 
 
-class DatasetItem(models.Model):
+class DatasetItem(ImmutableModel):
     class Split(models.TextChoices):
         TRAIN = "train", "Train"
         VAL = "val", "Validation"

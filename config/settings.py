@@ -165,6 +165,9 @@ SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
 SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "0" if DEBUG else "31536000"))
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+# Preload-list submission is a one-way commitment for the whole domain: opt-in only, so its
+# deploy-check reminder is silenced while it is off.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_PROXY_SSL_HEADER = (
@@ -186,7 +189,12 @@ elif _tasks_backend == "rq":
     INSTALLED_APPS += ["django_rq"]
     TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": TASK_QUEUES}}
     RQ_QUEUES = {
-        name: {"URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")}
+        name: {
+            "URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            # RQ kills jobs after 180 s by default; training runs for hours (jobs have their own
+            # heartbeat/sweeper for dead workers).
+            "DEFAULT_TIMEOUT": int(os.environ.get("RFSTUDIO_RQ_JOB_TIMEOUT", 7 * 24 * 3600)),
+        }
         for name in TASK_QUEUES
     }
 elif _tasks_backend == "immediate":

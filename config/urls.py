@@ -9,6 +9,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("jobs.api_urls")),
     path("api/", include("annotation.api_urls")),
+    path("api/", include("annotation.api_datasets_urls")),
     path("api/", include("feedback.api_urls")),
     path("jobs/", include("jobs.urls")),
     path("feedback/", include("feedback.urls")),

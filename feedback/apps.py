@@ -1,5 +1,32 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def grant_feedback_permissions(**kwargs) -> None:
+    from jobs.roles import ML_ENGINEER, QA, grant
+
+    grant(
+        ML_ENGINEER,
+        [
+            "feedback.view_feedbackmodel",
+            "feedback.change_feedbackmodel",
+            "feedback.view_evaluation",
+            "feedback.view_creativescore",
+            "feedback.view_trainingdataset",
+        ],
+    )
+    # QA may look at models and scores (read-only); annotators get nothing: they label blind.
+    grant(QA, ["feedback.view_feedbackmodel", "feedback.view_creativescore"])
 
 
 class FeedbackConfig(AppConfig):
     name = "feedback"
+    verbose_name = "Feedback (RFNet)"
+
+    def ready(self) -> None:
+        from .jobs import register_kinds
+
+        register_kinds()
+        post_migrate.connect(
+            grant_feedback_permissions, sender=self, dispatch_uid="rfstudio-feedback-perms"
+        )

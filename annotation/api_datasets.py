@@ -1,0 +1,221 @@
+"""API for import, dataset versions and exports (thin: the work is in importing/datasets/exporting).
+
+POST /api/projects/{slug}/import/       ml_engineer: multipart manifest (+ images) or server paths
+GET  /api/datasets/                      qa, ml_engineer
+GET  /api/datasets/{name}/               qa, ml_engineer
+POST /api/projects/{slug}/datasets/      ml_engineer
+GET  /api/datasets/{name}/export/?format=jsonl|parquet   ml_engineer (streamed)
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from rest_framework import permissions, serializers, status
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation import datasets, exporting, importing
+from annotation.models import DatasetVersion, Project
+from jobs.roles import ML_ENGINEER, QA, has_role
+
+
+class _RolePermission(permissions.BasePermission):
+    roles: tuple[str, ...] = ()
+    message = "You do not have the role needed for this."
+
+    def has_permission(self, request, view):
+        return has_role(request.user, *self.roles)
+
+
+class IsMLEngineer(_RolePermission):
+    roles = (ML_ENGINEER,)
+    message = "Only ML engineers may do this."
+
+
+class IsQAOrMLEngineer(_RolePermission):
+    roles = (QA, ML_ENGINEER)
+    message = "Only QA and ML engineers may see dataset versions."
+
+
+def _bool(value) -> bool:
+    return str(value).strip().lower() in {"1", "true", "yes", "on"}
+
+
+class ImportView(APIView):
+    permission_classes = [permissions.IsAuthenticated, IsMLEngineer]
+
+    def post(self, request, slug):
+        data = request.data
+        label_source = str(data.get("label_source") or importing.DEFAULT_LABEL_SOURCE)
+        try:
+            overlap = int(data.get("overlap") or 1)
+        except (TypeError, ValueError):
+            return Response({"detail": "overlap must be an integer"}, status=400)
+        if overlap < 1:
+            return Response({"detail": "overlap must be at least 1"}, status=400)
+        common = dict(
+            project_slug=slug,
+            label_source=label_source,
+            overlap=overlap,
+            skip_bad=_bool(data.get("skip_bad", False)),
+            created_by=request.user,
+        )
+        try:
+            if "manifest" in request.FILES:
+                result = self._import_upload(request, common)
+            elif data.get("manifest_path"):
+                result = self._import_paths(data, common)
+            else:
+                return Response(
+                    {"detail": "send a 'manifest' file (multipart) or a 'manifest_path'"},
+                    status=400,
+                )
+        except importing.ManifestError as exc:
+            return Response(
+                {
+                    "detail": str(exc),
+                    "errors": [{"line": ln, "error": msg} for ln, msg in exc.errors],
+                },
+                status=400,
+            )
+        except ValueError as exc:
+            return Response({"detail": str(exc)}, status=400)
+        code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
+        return Response(result.as_dict(), status=code)
+
+    def _import_upload(self, request, common):
+        manifest = request.FILES["manifest"]
+        with tempfile.TemporaryDirectory(prefix="rfs-import-") as tmp:
+            files: dict[str, Path] = {}
+            for key, uploads in request.FILES.lists():
+                if key == "manifest":
+                    continue
+                for upload in uploads:
+                    name = Path(upload.name).name
+                    target = Path(tmp) / f"{len(files)}-{name}"
+                    with target.open("wb") as fh:
+                        for chunk in upload.chunks():
+                            fh.write(chunk)
+                    files[name] = target
+            return importing.import_manifest(
+                lines=manifest.open("rb"),
+                resolve=importing.upload_resolver(files),
+                source_name=Path(manifest.name).name,
+                **common,
+            )
+
+    def _import_paths(self, data, common):
+        roots = list(getattr(settings, "RFSTUDIO_IMPORT_ROOTS", []))
+        if not roots:
+            raise ValueError("path imports are disabled (set RFSTUDIO_IMPORT_ROOTS)")
+        check = importing.path_resolver("/", roots)
+        manifest = check(str(data["manifest_path"]))
+        images_root = check(str(data["images_root"])) if data.get("images_root") else None
+        if not manifest.is_file():
+            raise ValueError(f"manifest {data['manifest_path']!r} not found")
+        resolve = importing.path_resolver(images_root or manifest.parent, roots)
+        with manifest.open("rb") as fh:
+            return importing.import_manifest(
+                lines=fh, resolve=resolve, source_name=manifest.name, **common
+            )
+
+
+class DatasetVersionSerializer(serializers.ModelSerializer):
+    project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    export_urls = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DatasetVersion
+        fields = [
+            "name",
+            "project",
+            "created_by",
+            "created_at",
+            "item_count",
+            "params",
+            "stats",
+            "export_urls",
+        ]
+
+    def get_export_urls(self, obj) -> dict:
+        return {fmt: f"/api/datasets/{obj.name}/export/?format={fmt}" for fmt in exporting.FORMATS}
+
+
+class DatasetCreateSerializer(serializers.Serializer):
+    name = serializers.RegexField(datasets.NAME_RE.pattern, max_length=100)
+    min_agreement = serializers.FloatField(default=0.0, min_value=0.0, max_value=1.0)
+    ratios = serializers.CharField(default="0.8,0.1,0.1")
+    seed = serializers.IntegerField(default=0)
+
+
+class DatasetListView(APIView):
+    permission_classes = [permissions.IsAuthenticated, IsQAOrMLEngineer]
+
+    def get(self, request):
+        qs = DatasetVersion.objects.select_related("project", "created_by").order_by(
+            "-created_at", "-id"
+        )
+        if request.query_params.get("project"):
+            qs = qs.filter(project__slug=request.query_params["project"])
+        return Response(DatasetVersionSerializer(qs[:500], many=True).data)
+
+
+class DatasetDetailView(APIView):
+    permission_classes = [permissions.IsAuthenticated, IsQAOrMLEngineer]
+
+    def get(self, request, name):
+        version = get_object_or_404(
+            DatasetVersion.objects.select_related("project", "created_by"), name=name
+        )
+        return Response(DatasetVersionSerializer(version).data)
+
+
+class DatasetCreateView(APIView):
+    permission_classes = [permissions.IsAuthenticated, IsMLEngineer]
+
+    def post(self, request, slug):
+        project = get_object_or_404(Project, slug=slug)
+        form = DatasetCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            version = datasets.create_dataset_version(
+                project=project, created_by=request.user, **form.validated_data
+            )
+        except ValidationError as exc:
+            return Response({"detail": "; ".join(exc.messages)}, status=400)
+        return Response(DatasetVersionSerializer(version).data, status=201)
+
+
+class _NoFormatNegotiation(DefaultContentNegotiation):
+    """`?format=` names the export format here, not a DRF renderer."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class DatasetExportView(APIView):
+    permission_classes = [permissions.IsAuthenticated, IsMLEngineer]
+    content_negotiation_class = _NoFormatNegotiation
+
+    def get(self, request, name):
+        version = get_object_or_404(DatasetVersion, name=name)
+        fmt = request.query_params.get("format", "jsonl")
+        if fmt not in exporting.FORMATS:
+            return Response(
+                {"detail": f"format must be one of {', '.join(exporting.FORMATS)}"}, status=400
+            )
+        response = StreamingHttpResponse(
+            exporting.iter_export(version, fmt), content_type=exporting.CONTENT_TYPES[fmt]
+        )
+        response["Content-Disposition"] = (
+            f'attachment; filename="{exporting.filename(version, fmt)}"'
+        )
+        return response

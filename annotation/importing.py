@@ -1,0 +1,637 @@
+"""Bulk import of generated creatives (and optional labels) from a JSON-lines manifest.
+
+Two phases, so that a bad batch writes nothing:
+1. validate: parse every line, check types/labels, resolve paths, decode + hash every image that is
+   not already known (process pool), collect per-line errors;
+2. write: store files content-addressed, then ONE transaction of bulk inserts (products, creatives,
+   items, label annotations) with the item counters/consensus set at insert time.
+
+Idempotent: creatives are unique by sha256, items by (project, creative), import labels by
+(item, label source), so importing the same manifest again adds nothing.
+
+Fast path (documented in docs/datasets.md): a row that carries `sha256`, `width`, `height` whose
+content is already in storage (`creatives/ab/<sha>.<ext>` and its thumbnail) or already a Creative
+row is trusted without reading the file again; those files were verified when first stored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.files.storage import default_storage
+from django.db import connection, transaction
+
+from annotation.agreement import consensus_of
+from annotation.models import RF1M_CLASSES, Annotation, AuditEvent, Item, LabelClass, Project
+from generation import images
+from generation import services as gen_services
+
+STRING_FIELDS = {
+    "image": None,
+    "product_image": None,
+    "sku": 128,
+    "title": 500,
+    "category": 200,
+    "prompt": None,
+    "negative_prompt": None,
+    "generator": 200,
+    "generator_version": 100,
+    "label": 100,
+    "id": 200,
+    "sha256": 64,
+}
+REQUIRED = ("image", "sku")
+SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+INT64 = (-(2**63), 2**63 - 1)
+USERNAME_RE = re.compile(r"^[\w.@+-]{1,150}$")
+DEFAULT_LABEL_SOURCE = "import"
+EXTENSIONS = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp", ".gif": "gif"}
+
+
+class ManifestError(Exception):
+    """The manifest has bad rows; nothing was written. `errors`: [(line, message)] sorted."""
+
+    def __init__(self, errors: list[tuple[int, str]], source: str = "manifest"):
+        self.errors = sorted(errors)
+        self.source = source
+        lines = sorted({line for line, _ in self.errors})
+        shown = "; ".join(f"line {ln}: {msg}" for ln, msg in self.errors[:20])
+        more = f" (+{len(self.errors) - 20} more)" if len(self.errors) > 20 else ""
+        super().__init__(
+            f"{source}: {len(lines)} bad line(s) {format_lines(lines)}: {shown}{more}. "
+            "Nothing was imported (use --skip-bad to import the good rows)."
+        )
+
+
+def format_lines(lines: list[int]) -> str:
+    return ", ".join(map(str, lines[:30])) + (", ..." if len(lines) > 30 else "")
+
+
+@dataclass
+class ImportResult:
+    project: Project | None = None
+    rows: int = 0
+    created: int = 0  # new items in the project
+    skipped: int = 0  # rows already present (or duplicated in the manifest)
+    bad: int = 0
+    creatives_created: int = 0
+    products_created: int = 0
+    labels_created: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    db_seconds: float = 0.0  # time spent executing SQL (all phases)
+    write_seconds: float = 0.0  # wall time of the write transaction
+    total_seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (
+            f"created {self.created}, skipped {self.skipped}, bad {self.bad} "
+            f"({self.rows} rows; {self.creatives_created} new creatives, "
+            f"{self.products_created} new products, {self.labels_created} labels; "
+            f"db {self.db_seconds:.2f}s, total {self.total_seconds:.2f}s)"
+        )
+
+    def as_dict(self) -> dict:
+        return {
+            "project": self.project.slug if self.project else None,
+            "rows": self.rows,
+            "created": self.created,
+            "skipped": self.skipped,
+            "bad": self.bad,
+            "creatives_created": self.creatives_created,
+            "products_created": self.products_created,
+            "labels_created": self.labels_created,
+            "errors": [{"line": ln, "error": msg} for ln, msg in self.errors],
+            "db_seconds": round(self.db_seconds, 3),
+            "total_seconds": round(self.total_seconds, 3),
+        }
+
+
+# --- path resolution ---
+
+Resolver = Callable[[str], Path]
+
+
+def path_resolver(
+    base_dir: str | Path, allowed_roots: Iterable[str | Path] | None = None
+) -> Resolver:
+    """Paths relative to `base_dir`; with `allowed_roots` every resolved path must lie under one
+    of them (the API's rule: no reading arbitrary server files)."""
+    base = Path(base_dir)
+    roots = [Path(r).resolve() for r in allowed_roots] if allowed_roots is not None else None
+
+    def resolve(ref: str) -> Path:
+        path = Path(ref)
+        path = path if path.is_absolute() else base / path
+        if roots is not None:
+            real = path.resolve()
+            if not any(real.is_relative_to(root) for root in roots):
+                raise ValueError(f"path {ref!r} is outside the allowed import roots")
+            return real
+        return path
+
+    return resolve
+
+
+def upload_resolver(files: dict[str, Path]) -> Resolver:
+    """Uploaded files by name: a manifest path matches an upload of the same base name."""
+
+    def resolve(ref: str) -> Path:
+        path = files.get(ref) or files.get(Path(ref).name)
+        if path is None:
+            raise ValueError(f"file {ref!r} was not uploaded")
+        return path
+
+    return resolve
+
+
+# --- phase 1: parse and validate ---------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    line: int
+    data: dict
+    image_path: Path | None = None
+    product_path: Path | None = None
+    info: images.ImageInfo | None = None
+    thumbnail: bytes | None = None
+    image_ext: str = ""
+    trusted: bool = False  # sha/size taken from the manifest (content already stored/known)
+
+
+def _check_types(data: dict, label_slugs: set[str]) -> list[str]:
+    errs = []
+    for key in REQUIRED:
+        if key not in data or data[key] in (None, ""):
+            errs.append(f"missing required field {key!r}")
+    for key, limit in STRING_FIELDS.items():
+        value = data.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            errs.append(f"field {key!r} must be a string, got {type(value).__name__}")
+        elif limit and len(value) > limit:
+            errs.append(f"field {key!r} is longer than {limit} characters")
+    seed = data.get("seed")
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, int) or not INT64[0] <= seed <= INT64[1]
+    ):
+        errs.append("field 'seed' must be an integer (64-bit) or null")
+    if data.get("params") is not None and not isinstance(data["params"], dict):
+        errs.append("field 'params' must be an object")
+    for key in ("width", "height"):
+        v = data.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
+            errs.append(f"field {key!r} must be a positive integer")
+    sha = data.get("sha256")
+    if isinstance(sha, str) and not SHA_RE.match(sha):
+        errs.append("field 'sha256' must be 64 lowercase hex digits")
+    label = data.get("label")
+    if isinstance(label, str) and label and label not in label_slugs:
+        errs.append(f"unknown label {label!r} (expected one of {', '.join(sorted(label_slugs))})")
+    return errs
+
+
+def parse_manifest(lines: Iterable[bytes | str], label_slugs: set[str]):
+    """(rows, errors) from raw lines (1-based line numbers; blank lines ignored)."""
+    rows, errors = [], []
+    for number, raw in enumerate(lines, start=1):
+        if isinstance(raw, bytes):
+            try:
+                raw = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                errors.append((number, "line is not valid UTF-8"))
+                continue
+        text = raw.strip()
+        if not text:
+            continue
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            errors.append((number, f"invalid JSON: {exc.msg} (column {exc.colno})"))
+            continue
+        if not isinstance(data, dict):
+            errors.append((number, "expected a JSON object"))
+            continue
+        errs = _check_types(data, label_slugs)
+        if errs:
+            errors.extend((number, e) for e in errs)
+            continue
+        rows.append(Row(line=number, data=data))
+    return rows, errors
+
+
+def _label_slugs(project: Project | None) -> dict[str, int | None]:
+    if project is None:
+        return {slug: None for slug, *_ in RF1M_CLASSES}
+    return dict(LabelClass.objects.filter(schema=project.schema).values_list("slug", "id"))
+
+
+def _trusted(row: Row, known_shas: set[str]) -> bool:
+    """May we take sha256/width/height from the manifest without reading the file?"""
+    d = row.data
+    if not (d.get("sha256") and d.get("width") and d.get("height")):
+        return False
+    ext = EXTENSIONS.get(Path(d["image"]).suffix.lower())
+    if d["sha256"] in known_shas:
+        return True
+    if ext is None:
+        return False
+    row.image_ext = ext
+    return default_storage.exists(
+        images.content_name("creatives", d["sha256"], ext)
+    ) and default_storage.exists(images.content_name("thumbnails", d["sha256"], "webp"))
+
+
+def validate(
+    rows: list[Row], *, resolve: Resolver, project: Project | None, workers: int
+) -> tuple[list[tuple[int, str]], dict[str, images.ProcessedFile]]:
+    """Resolve paths and inspect images; returns per-line errors (rows are filled in place)."""
+    errors: list[tuple[int, str]] = []
+    known_skus = set(gen_services.product_ids_by_sku({r.data["sku"] for r in rows}))
+    claimed = [r.data["sha256"] for r in rows if r.data.get("sha256")]
+    known_shas = set(gen_services.creative_ids_by_sha(claimed)) if claimed else set()
+
+    product_source: dict[str, Path] = {}  # first product image per new SKU
+    jobs: dict[str, bool] = {}
+    good = []
+    for row in rows:
+        d = row.data
+        try:
+            row.image_path = resolve(d["image"])
+            if d.get("product_image") and d["sku"] not in known_skus:
+                row.product_path = resolve(d["product_image"])
+        except ValueError as exc:
+            errors.append((row.line, str(exc)))
+            continue
+        if d["sku"] not in known_skus and row.product_path is not None:
+            product_source.setdefault(d["sku"], row.product_path)
+        good.append(row)
+    for row in good:
+        if row.data["sku"] not in known_skus and row.data["sku"] not in product_source:
+            errors.append((row.line, f"new product {row.data['sku']!r} needs a 'product_image'"))
+            continue
+        row.trusted = _trusted(row, known_shas)
+        if not row.trusted:
+            jobs[str(row.image_path)] = True
+    for path in product_source.values():
+        jobs.setdefault(str(path), False)
+
+    processed = images.process_files(list(jobs.items()), workers=workers)
+    bad_products = {
+        sku: processed[str(p)].error for sku, p in product_source.items() if processed[str(p)].error
+    }
+    for row in good:
+        d = row.data
+        if row.trusted:
+            row.info = images.ImageInfo(d["sha256"], d["width"], d["height"], "", "")
+        else:
+            result = processed.get(str(row.image_path))
+            if result is None:
+                continue  # already reported (missing product image)
+            if result.error:
+                errors.append((row.line, f"image {d['image']!r}: {result.error}"))
+                continue
+            row.info, row.thumbnail, row.image_ext = (
+                result.info,
+                result.thumbnail,
+                result.info.extension,
+            )
+            if d.get("sha256") and d["sha256"] != row.info.sha256:
+                errors.append((row.line, f"image {d['image']!r}: sha256 does not match the file"))
+                continue
+        if d["sku"] in bad_products:
+            errors.append(
+                (
+                    row.line,
+                    f"product image {str(product_source[d['sku']])!r}: {bad_products[d['sku']]}",
+                )
+            )
+    product_infos = {
+        sku: processed[str(p)] for sku, p in product_source.items() if sku not in bad_products
+    }
+    return errors, product_infos
+
+
+# --- phase 2: write ----------------------------------------------------------------------------
+
+
+def get_label_source(name: str = DEFAULT_LABEL_SOURCE):
+    """The non-login user that owns imported labels (created on demand, unusable password)."""
+    if not USERNAME_RE.match(name or ""):
+        raise ValueError(f"invalid label source name {name!r}")
+    User = get_user_model()
+    user = User.objects.filter(username=name).first()
+    if user is None:
+        user = User(username=name, first_name="label source")
+        user.set_unusable_password()
+        user.save()
+    elif user.has_usable_password():
+        raise ValueError(f"label source {name!r} is an existing login user; choose another name")
+    return user
+
+
+def _ensure_project(slug: str, overlap: int, created_by) -> Project:
+    project = Project.objects.filter(slug=slug).first()
+    if project is None:
+        from annotation import services
+
+        project = services.create_project(
+            name=slug, slug=slug, overlap=overlap, created_by=created_by
+        )
+    return project
+
+
+def _recompute_items(item_ids: list[int]) -> None:
+    """Counters and consensus of existing items that received import labels (rare path)."""
+    from django.db.models import Count
+
+    for start in range(0, len(item_ids), gen_services.LOOKUP_CHUNK):
+        chunk = item_ids[start : start + gen_services.LOOKUP_CHUNK]
+        votes: dict[int, dict[int, int]] = {i: {} for i in chunk}
+        for item_id, label_id, n in (
+            Annotation.objects.filter(item_id__in=chunk, discarded_at__isnull=True)
+            .values_list("item_id", "label_id")
+            .annotate(n=Count("id"))
+            .order_by()
+        ):
+            votes[item_id][label_id] = n
+        items = list(Item.objects.filter(id__in=chunk).select_related("project"))
+        for item in items:
+            label, agreement, n = consensus_of(votes[item.id], item.adjudicated_label_id)
+            item.annotation_count = n
+            item.consensus_label_id = label
+            item.agreement = agreement
+            if n >= item.project.overlap:
+                item.status = Item.Status.DONE
+        Item.objects.bulk_update(
+            items, ["annotation_count", "consensus_label", "agreement", "status"], batch_size=500
+        )
+
+
+def _write(
+    rows: list[Row],
+    product_infos: dict,
+    *,
+    project_slug: str,
+    overlap: int,
+    label_source: str,
+    created_by,
+    result: ImportResult,
+) -> None:
+    # Files first (outside the transaction): an orphan content-addressed file is harmless, a row
+    # pointing at a missing file is not.
+    product_rows = []
+    first_of_sku: dict[str, Row] = {}
+    for row in rows:
+        first_of_sku.setdefault(row.data["sku"], row)
+    for sku, processed in product_infos.items():
+        info = processed.info
+        name = gen_services.store_content(
+            prefix="products",
+            sha256=info.sha256,
+            extension=info.extension,
+            source_path=processed.path,
+        )
+        first = first_of_sku[sku]
+        product_rows.append(
+            gen_services.ProductRow(
+                sku=sku,
+                image=name,
+                sha256=info.sha256,
+                width=info.width,
+                height=info.height,
+                title=first.data.get("title") or "",
+                category=first.data.get("category") or "",
+            )
+        )
+    creative_rows: dict[str, gen_services.CreativeRow] = {}
+    row_sha: list[tuple[Row, str]] = []
+    for row in rows:
+        sha = row.info.sha256
+        row_sha.append((row, sha))
+        if sha in creative_rows:
+            continue
+        if row.trusted:
+            name = images.content_name("creatives", sha, row.image_ext or "png")
+            thumb = images.content_name("thumbnails", sha, "webp")
+        else:
+            name = gen_services.store_content(
+                prefix="creatives", sha256=sha, extension=row.image_ext, source_path=row.image_path
+            )
+            thumb = gen_services.store_content(
+                prefix="thumbnails", sha256=sha, extension="webp", data=row.thumbnail
+            )
+        d = row.data
+        creative_rows[sha] = gen_services.CreativeRow(
+            sku=d["sku"],
+            image=name,
+            thumbnail=thumb,
+            sha256=sha,
+            width=row.info.width,
+            height=row.info.height,
+            prompt=d.get("prompt") or "",
+            negative_prompt=d.get("negative_prompt") or "",
+            seed=d.get("seed"),
+            generator=d.get("generator") or "",
+            generator_version=d.get("generator_version") or "",
+            params=d.get("params") or {},
+            external_id=d.get("id") or "",
+        )
+
+    started = time.perf_counter()
+    with transaction.atomic():
+        project = _ensure_project(project_slug, overlap, created_by)
+        result.project = project
+        labels = _label_slugs(project)
+        source = get_label_source(label_source) if any(r.data.get("label") for r in rows) else None
+
+        known = set(gen_services.product_ids_by_sku(r.sku for r in product_rows))
+        product_ids = gen_services.bulk_get_or_create_products(product_rows)
+        result.products_created = len({r.sku for r in product_rows} - known)
+        product_ids.update(gen_services.product_ids_by_sku({r.data["sku"] for r in rows}))
+        creative_ids, result.creatives_created = gen_services.bulk_get_or_create_creatives(
+            creative_rows.values(), product_ids
+        )
+
+        # Items: one per (project, creative); counters set at insert for the rows' labels.
+        existing_items: dict[int, int] = {}
+        cids = sorted(set(creative_ids.values()))
+        for start in range(0, len(cids), gen_services.LOOKUP_CHUNK):
+            existing_items.update(
+                Item.objects.filter(
+                    project=project, creative_id__in=cids[start : start + gen_services.LOOKUP_CHUNK]
+                ).values_list("creative_id", "id")
+            )
+        randomize = project.ordering == Project.Ordering.RANDOM
+        new_items: dict[int, Item] = {}
+        first_row_of: dict[int, Row] = {}
+        for row, sha in row_sha:
+            cid = creative_ids[sha]
+            if cid in existing_items or cid in new_items:
+                continue
+            first_row_of[cid] = row
+            label_id = labels.get(row.data.get("label") or "")
+            counted = 1 if (source is not None and label_id) else 0
+            new_items[cid] = Item(
+                project=project,
+                creative_id=cid,
+                priority=random.random() if randomize else 0.0,
+                external_id=row.data.get("id") or "",
+                annotation_count=counted,
+                status=Item.Status.DONE if counted >= project.overlap else Item.Status.OPEN,
+                consensus_label_id=label_id if counted else None,
+                agreement=1.0 if counted else None,
+            )
+        if new_items:
+            Item.objects.bulk_create(list(new_items.values()), batch_size=gen_services.BATCH_SIZE)
+        result.created = len(new_items)
+        result.skipped = len(rows) - len(new_items)
+
+        # Label annotations of the label source, at most one per item (discarded ones included:
+        # a label QA rejected is not re-added by a re-import).
+        labeled = [(row, creative_ids[sha]) for row, sha in row_sha if row.data.get("label")]
+        if labeled:
+            item_ids: dict[int, int] = dict(existing_items)
+            new_cids = [cid for cid in new_items]
+            for start in range(0, len(new_cids), gen_services.LOOKUP_CHUNK):
+                item_ids.update(
+                    Item.objects.filter(
+                        project=project,
+                        creative_id__in=new_cids[start : start + gen_services.LOOKUP_CHUNK],
+                    ).values_list("creative_id", "id")
+                )
+            old_item_ids = sorted({item_ids[cid] for _, cid in labeled if cid in existing_items})
+            already: set[int] = set()
+            for start in range(0, len(old_item_ids), gen_services.LOOKUP_CHUNK):
+                already.update(
+                    Annotation.objects.filter(
+                        annotator=source,
+                        item_id__in=old_item_ids[start : start + gen_services.LOOKUP_CHUNK],
+                    ).values_list("item_id", flat=True)
+                )
+            to_add: dict[int, Annotation] = {}
+            for row, cid in labeled:
+                item_id = item_ids[cid]
+                if item_id in already or item_id in to_add:
+                    continue
+                if cid in new_items and first_row_of.get(cid) is not row:
+                    continue  # duplicate image row: the first row's label was counted
+                to_add[item_id] = Annotation(
+                    item_id=item_id,
+                    annotator=source,
+                    label_id=labels[row.data["label"]],
+                    idempotency_key=f"import:{item_id}",
+                    note=f"imported (line {row.line})",
+                )
+            Annotation.objects.bulk_create(
+                list(to_add.values()), batch_size=gen_services.BATCH_SIZE
+            )
+            result.labels_created = len(to_add)
+            old = set(existing_items.values())
+            stale = sorted(i for i in to_add if i in old)
+            if stale:
+                _recompute_items(stale)
+        AuditEvent.objects.create(
+            project=project,
+            actor=created_by,
+            action="import",
+            data={
+                "rows": result.rows,
+                "created": result.created,
+                "skipped": result.skipped,
+                "bad": result.bad,
+                "labels": result.labels_created,
+                "creatives_created": result.creatives_created,
+            },
+        )
+    result.write_seconds = time.perf_counter() - started
+
+
+class _QueryTimer:
+    def __init__(self):
+        self.seconds = 0.0
+
+    def __call__(self, execute, sql, params, many, context):
+        start = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
+def import_manifest(
+    *,
+    lines: Iterable[bytes | str],
+    project_slug: str,
+    resolve: Resolver,
+    label_source: str = DEFAULT_LABEL_SOURCE,
+    overlap: int = 1,
+    skip_bad: bool = False,
+    created_by=None,
+    workers: int | None = None,
+    source_name: str = "manifest",
+) -> ImportResult:
+    """Validate the whole manifest, then write it in one transaction.
+
+    Raises ManifestError (nothing written) when a row is bad and `skip_bad` is false; with
+    `skip_bad` the good rows are imported and the bad ones are in `result.errors`.
+    Raises ValueError for a bad label source name.
+    """
+    began = time.perf_counter()
+    workers = workers or int(os.environ.get("RFSTUDIO_IMPORT_WORKERS", "2"))
+    timer = _QueryTimer()
+    result = ImportResult()
+    if not USERNAME_RE.match(label_source or ""):
+        raise ValueError(f"invalid label source name {label_source!r}")
+    with connection.execute_wrapper(timer):
+        project = Project.objects.filter(slug=project_slug).first()
+        labels = _label_slugs(project)
+        rows, errors = parse_manifest(lines, set(labels))
+        result.rows = len(rows) + len({ln for ln, _ in errors})
+        more_errors, product_infos = validate(
+            rows, resolve=resolve, project=project, workers=workers
+        )
+        errors += more_errors
+        if errors and not skip_bad:
+            raise ManifestError(errors, source_name)
+        bad_lines = {ln for ln, _ in errors}
+        rows = [r for r in rows if r.line not in bad_lines]
+        result.errors = sorted(errors)
+        result.bad = len(bad_lines)
+        if rows or project is None:
+            skus = {r.data["sku"] for r in rows}
+            _write(
+                rows,
+                {sku: p for sku, p in product_infos.items() if sku in skus},
+                project_slug=project_slug,
+                overlap=overlap,
+                label_source=label_source,
+                created_by=created_by,
+                result=result,
+            )
+        else:
+            result.project = project
+    result.db_seconds = timer.seconds
+    result.total_seconds = time.perf_counter() - began
+    return result
+
+
+def import_manifest_file(
+    path: str | Path, *, images_root: str | Path | None = None, **kwargs
+) -> ImportResult:
+    """Command-line entry: paths are relative to the manifest's folder unless `images_root`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError([(0, f"manifest {str(path)!r} not found")], str(path))
+    resolve = path_resolver(images_root or path.parent)
+    with path.open("rb") as fh:
+        return import_manifest(lines=fh, resolve=resolve, source_name=str(path), **kwargs)

@@ -1,0 +1,61 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from annotation.importing import DEFAULT_LABEL_SOURCE, ManifestError, import_manifest_file
+
+
+class Command(BaseCommand):
+    help = (
+        "Import generated creatives (and optional labels) from a JSON-lines manifest into a "
+        "project, creating the project (RF1M schema) when it does not exist. Idempotent."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("manifest", help="JSON-lines file, one creative per line")
+        parser.add_argument("--project", required=True, help="project slug")
+        parser.add_argument(
+            "--images-root", help="folder image paths are relative to (default: the manifest's)"
+        )
+        parser.add_argument(
+            "--label-source",
+            default=DEFAULT_LABEL_SOURCE,
+            help="name of the (non-login) annotator that owns the manifest's labels",
+        )
+        parser.add_argument(
+            "--overlap", type=int, default=1, help="annotations per item for a new project"
+        )
+        parser.add_argument(
+            "--skip-bad", action="store_true", help="import the good rows, report the bad ones"
+        )
+        parser.add_argument("--workers", type=int, default=None, help="image worker processes")
+
+    def handle(
+        self,
+        *args,
+        manifest,
+        project,
+        images_root,
+        label_source,
+        overlap,
+        skip_bad,
+        workers,
+        **options,
+    ):
+        if overlap < 1:
+            raise CommandError("--overlap must be at least 1")
+        try:
+            result = import_manifest_file(
+                manifest,
+                images_root=images_root,
+                project_slug=project,
+                label_source=label_source,
+                overlap=overlap,
+                skip_bad=skip_bad,
+                workers=workers,
+            )
+        except ManifestError as exc:
+            raise CommandError(str(exc))
+        except ValueError as exc:
+            raise CommandError(str(exc))
+        for line, message in result.errors:
+            self.stderr.write(f"{manifest}: line {line}: {message}")
+        self.stdout.write(result.summary())

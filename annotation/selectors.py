@@ -1,0 +1,148 @@
+"""Read paths of the annotation queue (no writes)."""
+
+from __future__ import annotations
+
+from django.db.models import Count, Exists, OuterRef, Q
+
+from .models import Annotation, Assignment, Item, Project
+from .schema_cache import schema_choices
+
+
+def _url(field) -> str:
+    try:
+        return field.url if field else ""
+    except ValueError:
+        return ""
+
+
+def project_for_user(*, slug: str, user) -> Project | None:
+    """The project with `has_members` / `is_member` flags for permissions.can_label_project, in
+    one query."""
+    through = Project.annotators.through
+    return (
+        Project.objects.filter(slug=slug)
+        .annotate(
+            has_members=Exists(through.objects.filter(project_id=OuterRef("pk"))),
+            is_member=Exists(
+                through.objects.filter(project_id=OuterRef("pk"), user_id=getattr(user, "pk", None))
+            ),
+        )
+        .first()
+    )
+
+
+def choices_payload(schema_id: int) -> list[dict]:
+    return [
+        {"slug": c.slug, "name": c.name, "hotkey": c.hotkey, "description": c.description}
+        for c in schema_choices(schema_id).choices
+    ]
+
+
+def next_item_payload(*, assignment: Assignment) -> dict:
+    """What the labeling page/API shows for a lease. No queries when the assignment comes from
+    services.claim_next_item (item, creative and product are loaded; choices are cached).
+    Gold items look exactly like the others."""
+    item = assignment.item
+    creative = item.creative
+    product = creative.product
+    project = assignment.project
+    return {
+        "item_id": item.pk,
+        "project": project.slug,
+        "image_url": _url(creative.image),
+        "thumbnail_url": _url(creative.thumbnail) or _url(creative.image),
+        "product_image_url": _url(product.image),
+        "prompt": creative.prompt,
+        "sku": product.sku,
+        "title": product.title,
+        "instructions": project.instructions,
+        "choices": choices_payload(project.schema_id),
+        "lease_expires_at": assignment.expires_at,
+    }
+
+
+def project_progress(*, project, annotator=None) -> dict:
+    """Counts of the project's (non-gold) queue; `mine`: the annotator's current labels."""
+    agg = Item.objects.filter(project=project, is_gold=False).aggregate(
+        total=Count("id"),
+        done=Count("id", filter=Q(status=Item.Status.DONE)),
+        pending_review=Count("id", filter=Q(review_status=Item.Review.PENDING)),
+    )
+    agg["remaining"] = agg["total"] - agg["done"]
+    if annotator is not None:
+        agg["mine"] = Annotation.objects.filter(
+            annotator=annotator, item__project=project, discarded_at__isnull=True
+        ).count()
+    return agg
+
+
+def projects_for_user(*, user) -> list[Project]:
+    """Projects the user may label or review, each with progress counters annotated."""
+    from .permissions import can_label_project, can_review
+
+    through = Project.annotators.through
+    qs = (
+        Project.objects.filter(archived=False)
+        .annotate(
+            has_members=Exists(through.objects.filter(project_id=OuterRef("pk"))),
+            is_member=Exists(through.objects.filter(project_id=OuterRef("pk"), user_id=user.pk)),
+            items_total=Count("items", filter=Q(items__is_gold=False)),
+            items_done=Count(
+                "items", filter=Q(items__is_gold=False, items__status=Item.Status.DONE)
+            ),
+        )
+        .order_by("name")
+    )
+    reviewer = can_review(user)
+    out = []
+    for project in qs:
+        project.can_label = can_label_project(user, project)
+        project.can_review = reviewer
+        if project.can_label or reviewer:
+            out.append(project)
+    mine = dict(
+        Annotation.objects.filter(
+            annotator=user, discarded_at__isnull=True, item__project__in=[p.pk for p in out]
+        )
+        .values_list("item__project")
+        .annotate(n=Count("id"))
+    )
+    for project in out:
+        project.items_mine = mine.get(project.pk, 0)
+    return out
+
+
+def review_queue(*, project):
+    """Finished items waiting for QA (sampled, disagreement, low gold accuracy), oldest first."""
+    return (
+        Item.objects.filter(project=project, review_status=Item.Review.PENDING)
+        .select_related("creative__product", "consensus_label")
+        .order_by("id")
+    )
+
+
+def item_detail(*, item_id):
+    """An item with all its annotations (discarded ones included) and reviews; QA and up."""
+    return (
+        Item.objects.select_related(
+            "project", "creative__product", "consensus_label", "adjudicated_label", "gold_label"
+        )
+        .prefetch_related("annotations__label", "annotations__annotator", "reviews__label")
+        .filter(pk=item_id)
+        .first()
+    )
+
+
+def live_assignment(*, item_id, annotator, now=None) -> Assignment | None:
+    from django.utils import timezone
+
+    return (
+        Assignment.objects.filter(
+            item_id=item_id,
+            annotator=annotator,
+            status=Assignment.Status.ACTIVE,
+            expires_at__gt=now or timezone.now(),
+        )
+        .order_by("-id")
+        .first()
+    )

@@ -1,0 +1,156 @@
+"""Reads for the labeling and QA pages (annotation/views.py) that the core selectors do not cover.
+
+Everything an annotator's page receives goes through `label_item_payload`, which deliberately
+carries nothing about other people's work (no votes, consensus, notes or usernames): annotators
+label blind.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Count, F, Q
+from django.db.models.functions import Coalesce
+from django.urls import reverse
+from django.utils import timezone
+
+from jobs.roles import ANNOTATOR, has_role
+
+from .models import Annotation, Assignment, Item, Project
+
+
+# --- who may do what -------------------------------------------------------------------------
+def labelable_projects(user):
+    """Open projects `user` may label: listed as an annotator, or any annotator when the project
+    lists nobody. Superusers see every project."""
+    qs = Project.objects.filter(archived=False).select_related("schema")
+    if user.is_superuser:
+        return qs
+    if not has_role(user, ANNOTATOR):
+        return qs.none()
+    return qs.filter(Q(annotators=None) | Q(annotators=user)).distinct()
+
+
+def can_label(user, project: Project) -> bool:
+    if project.archived or not has_role(user, ANNOTATOR):
+        return False
+    if user.is_superuser:
+        return True
+    listed = project.annotators.all()
+    return not listed.exists() or listed.filter(pk=user.pk).exists()
+
+
+# --- the annotator's view --------------------------------------------------------------------
+def label_progress(*, project: Project, annotator) -> dict:
+    """Done today, items still open for this annotator, and own agreement with QA decisions."""
+    start_of_day = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    mine = Annotation.objects.filter(
+        item__project=project, annotator=annotator, discarded_at__isnull=True
+    )
+    done_today = mine.filter(created_at__gte=start_of_day).count()
+    remaining = (
+        Item.objects.filter(project=project, status=Item.Status.OPEN)
+        .exclude(pk__in=mine.values("item_id"))
+        .count()
+    )
+    # Agreement with QA: the annotator's label equals the final label of reviewed items
+    # (accepted: the consensus; relabeled: the adjudicated label).
+    reviewed = mine.filter(
+        item__review_status__in=[Item.Review.ACCEPTED, Item.Review.RELABELED]
+    ).annotate(final=Coalesce(F("item__adjudicated_label"), F("item__consensus_label")))
+    counts = reviewed.aggregate(n=Count("id"), agree=Count("id", filter=Q(label=F("final"))))
+    totals = Item.objects.filter(project=project).aggregate(
+        n=Count("id"), done=Count("id", filter=Q(status=Item.Status.DONE))
+    )
+    agreement = counts["agree"] / counts["n"] if counts["n"] else None
+    return {
+        "done_today": done_today,
+        "remaining": remaining,
+        "reviewed": counts["n"],
+        "agreement": agreement,
+        "agreement_percent": round(agreement * 100) if agreement is not None else None,
+        "items": totals["n"],
+        "items_done": totals["done"],
+        "percent": round(100 * totals["done"] / totals["n"]) if totals["n"] else 0,
+    }
+
+
+def label_item_payload(*, assignment: Assignment) -> dict:
+    """What the labeling page needs to show one leased item (and nothing about other votes)."""
+    item = assignment.item
+    creative = item.creative
+    product = creative.product
+    return {
+        "item_id": item.pk,
+        "lease_expires_at": assignment.expires_at.isoformat(),
+        "image_url": reverse("annotation-creative-image", args=[creative.pk]),
+        "width": creative.width,
+        "height": creative.height,
+        "prompt": creative.prompt,
+        "product": {
+            "sku": product.sku,
+            "title": product.title,
+            "image_url": reverse("annotation-product-image", args=[product.pk]),
+        },
+    }
+
+
+def active_assignment(*, item_id: int, annotator) -> Assignment | None:
+    return (
+        Assignment.objects.filter(
+            item_id=item_id, annotator=annotator, status=Assignment.Status.ACTIVE
+        )
+        .select_related("item__creative__product")
+        .first()
+    )
+
+
+# --- QA --------------------------------------------------------------------------------------
+REVIEW_REASONS = {
+    "sample": "Random sample",
+    "disagreement": "Annotators disagree",
+    "low_gold": "Annotator below gold threshold",
+}
+
+
+def reason_name(item: Item) -> str:
+    return REVIEW_REASONS.get(item.review_reason, item.review_reason or "Manual review")
+
+
+def qa_projects():
+    """Every open project with the number of items waiting for review."""
+    return (
+        Project.objects.filter(archived=False)
+        .annotate(
+            pending=Count("items", filter=Q(items__review_status=Item.Review.PENDING)),
+            n_items=Count("items"),
+        )
+        .order_by("name")
+    )
+
+
+def qa_queue(*, project: Project, limit: int = 200):
+    """Items waiting for QA, oldest first, with what is needed to list them."""
+    items = list(
+        Item.objects.filter(project=project, review_status=Item.Review.PENDING)
+        .select_related("creative__product", "consensus_label")
+        .order_by("id")[:limit]
+    )
+    for item in items:
+        item.reason_name = reason_name(item)
+    return items
+
+
+def qa_item_detail(*, item: Item) -> dict:
+    """All annotations of the item (discarded ones too, marked), its reviews and consensus."""
+    annotations = list(
+        item.annotations.select_related("annotator", "label").order_by("discarded_at", "id")
+    )
+    reviews = list(item.reviews.select_related("reviewer", "label").order_by("-id")[:20])
+    item.reason_name = reason_name(item)
+    return {
+        "item": item,
+        "creative": item.creative,
+        "product": item.creative.product,
+        "annotations": annotations,
+        "current_annotations": [a for a in annotations if a.discarded_at is None],
+        "reviews": reviews,
+    }

@@ -1,0 +1,412 @@
+"""Labeling and QA pages. Thin: roles are checked here, the work is done by annotation.services
+(writes) and the selectors (reads).
+
+The labeling page is driven by static/rfstudio/label.js through the small JSON endpoints below
+(claim, submit, skip, heartbeat, undo): the page keeps two leases (the shown item and the
+prefetched next one), so its claim passes `exclude_item_ids`. The QA pages use htmx partials.
+See docs/ui.md.
+"""
+
+from __future__ import annotations
+
+# TEMPORARY (ui helper): services/exceptions land in parallel; import lazily so URL loading never
+# breaks meanwhile. Replaced by a plain import once they exist.
+import importlib
+import json
+from functools import wraps
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import FileResponse, Http404, JsonResponse
+from django.middleware.csrf import get_token
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import select_template
+from django.urls import reverse
+from django.utils.cache import patch_cache_control
+from django.views.decorators.http import require_GET, require_POST
+
+from generation.models import Creative, Product
+from jobs.roles import ANNOTATOR, ML_ENGINEER, QA, has_role
+
+from . import selectors_ui
+
+
+class _Lazy:
+    def __init__(self, name):
+        self._name = name
+
+    def __getattr__(self, attr):
+        return getattr(importlib.import_module(self._name), attr)
+
+
+services = _Lazy("annotation.services")
+exceptions = _Lazy("annotation.exceptions")
+from .models import AVAILABLE, Item, Project
+
+QA_ROLES = (QA, ML_ENGINEER)
+MAX_EXCLUDE = 500
+
+
+class BadRequest(Exception):
+    """Malformed input to a JSON endpoint (→ 400 with the message)."""
+
+
+# --- plumbing --------------------------------------------------------------------------------
+def require_roles(*roles):
+    """login_required + 403 unless the user has one of `roles` (superusers have all)."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapped(request, *args, **kwargs):
+            if not has_role(request.user, *roles):
+                raise PermissionDenied("You do not have the role needed for this page.")
+            return view(request, *args, **kwargs)
+
+        return login_required(wrapped)
+
+    return decorator
+
+
+def _error(status: int, message: str) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+def _json_body(request) -> dict:
+    if not request.body:
+        return {}
+    try:
+        data = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("The request body is not valid JSON.")
+    if not isinstance(data, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    return data
+
+
+def json_endpoint(view):
+    """Turn the services' exceptions into JSON errors the page shows to the annotator."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except exceptions.LeaseConflict as exc:
+            return _error(409, str(exc) or "Your lease on this item is gone.")
+        except (exceptions.InvalidLabel, BadRequest, ValidationError) as exc:
+            message = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+            return _error(400, message)
+
+    return wrapped
+
+
+def _labeling_project(request, slug: str) -> Project:
+    project = get_object_or_404(Project, slug=slug)
+    if not selectors_ui.can_label(request.user, project):
+        raise PermissionDenied("You are not an annotator of this project.")
+    return project
+
+
+def _project_item(project: Project, item_id: int) -> Item:
+    return get_object_or_404(Item, pk=item_id, project=project)
+
+
+@login_required
+def home(request):
+    """Send everyone to the page of their main role."""
+    user = request.user
+    if has_role(user, ANNOTATOR) and not user.is_superuser:
+        return redirect("label-projects")
+    if has_role(user, *QA_ROLES):
+        return redirect("qa-projects")
+    return redirect("label-projects")
+
+
+# --- images ----------------------------------------------------------------------------------
+def _image_response(field) -> FileResponse:
+    if not field:
+        raise Http404("No image.")
+    try:
+        fh = field.storage.open(field.name, "rb")
+    except FileNotFoundError:
+        raise Http404("The image file is missing from storage.")
+    response = FileResponse(fh)
+    # Files are content-addressed and never change: let the browser keep them (prefetch relies
+    # on the cache), but only privately since they sit behind a login.
+    patch_cache_control(response, private=True, max_age=86400, immutable=True)
+    return response
+
+
+@require_GET
+@require_roles(ANNOTATOR, *QA_ROLES)
+def creative_image(request, pk: int):
+    return _image_response(get_object_or_404(Creative, pk=pk).image)
+
+
+@require_GET
+@require_roles(ANNOTATOR, *QA_ROLES)
+def product_image(request, pk: int):
+    return _image_response(get_object_or_404(Product, pk=pk).image)
+
+
+# --- labeling --------------------------------------------------------------------------------
+@require_GET
+@require_roles(ANNOTATOR)
+def label_projects(request):
+    rows = [
+        {"project": p, "progress": selectors_ui.label_progress(project=p, annotator=request.user)}
+        for p in selectors_ui.labelable_projects(request.user)
+    ]
+    return render(request, "annotation/label_projects.html", {"rows": rows})
+
+
+@require_GET
+@require_roles(ANNOTATOR)
+def label_page(request, slug: str):
+    project = _labeling_project(request, slug)
+    labels = list(project.schema.classes.all())
+    item_url = lambda name: reverse(name, args=[project.slug, 0])  # noqa: E731
+    config = {
+        "project": project.slug,
+        "lease_seconds": project.lease_seconds,
+        "csrf_token": get_token(request),
+        "labels": [
+            {"slug": c.slug, "name": c.name, "hotkey": c.hotkey, "description": c.description}
+            for c in labels
+        ],
+        "urls": {
+            "claim": reverse("label-claim", args=[project.slug]),
+            "heartbeat": reverse("label-heartbeat", args=[project.slug]),
+            "undo": reverse("label-undo", args=[project.slug]),
+            "submit": item_url("label-submit"),
+            "skip": item_url("label-skip"),
+        },
+    }
+    return render(
+        request,
+        "annotation/label.html",
+        {
+            "project": project,
+            "labels": labels,
+            "available": AVAILABLE,
+            "label_config": config,
+            "progress": selectors_ui.label_progress(project=project, annotator=request.user),
+        },
+    )
+
+
+@require_GET
+@require_roles(ANNOTATOR)
+def label_progress(request, slug: str):
+    project = _labeling_project(request, slug)
+    progress = selectors_ui.label_progress(project=project, annotator=request.user)
+    return render(request, "annotation/label.html#progress", {"progress": progress})
+
+
+@require_POST
+@require_roles(ANNOTATOR)
+@json_endpoint
+def label_claim(request, slug: str):
+    """Lease the next item, skipping `exclude` (the items the page already holds or is still
+    submitting): this is how the page holds a second lease for the prefetched item."""
+    project = _labeling_project(request, slug)
+    exclude = _json_body(request).get("exclude") or []
+    if not isinstance(exclude, list) or not all(isinstance(i, int) for i in exclude):
+        raise BadRequest("`exclude` must be a list of item ids.")
+    assignment = services.claim_next_item(
+        project=project, annotator=request.user, exclude_item_ids=exclude[-MAX_EXCLUDE:]
+    )
+    if assignment is None:
+        return JsonResponse({"item": None})
+    return JsonResponse({"item": selectors_ui.label_item_payload(assignment=assignment)})
+
+
+@require_POST
+@require_roles(ANNOTATOR)
+@json_endpoint
+def label_submit(request, slug: str, item_id: int):
+    project = _labeling_project(request, slug)
+    item = _project_item(project, item_id)
+    data = _json_body(request)
+    key = data.get("idempotency_key")
+    label = data.get("label")
+    duration = data.get("duration_ms")
+    if not isinstance(key, str) or not key or len(key) > 100:
+        raise BadRequest("`idempotency_key` (1–100 characters) is required.")
+    if not isinstance(label, str) or not label:
+        raise BadRequest("`label` is required.")
+    if duration is not None and (not isinstance(duration, int) or duration < 0):
+        raise BadRequest("`duration_ms` must be a non-negative integer.")
+    annotation, created = services.submit_annotation(
+        item_id=item.pk,
+        annotator=request.user,
+        label=label,
+        idempotency_key=key,
+        duration_ms=duration,
+        note=str(data.get("note") or "")[:2000],
+    )
+    return JsonResponse(
+        {"annotation_id": annotation.pk, "item_id": item.pk, "created": created},
+        status=201 if created else 200,
+    )
+
+
+@require_POST
+@require_roles(ANNOTATOR)
+@json_endpoint
+def label_skip(request, slug: str, item_id: int):
+    project = _labeling_project(request, slug)
+    item = _project_item(project, item_id)
+    services.skip_item(item_id=item.pk, annotator=request.user)
+    return JsonResponse({"item_id": item.pk, "skipped": True})
+
+
+@require_POST
+@require_roles(ANNOTATOR)
+@json_endpoint
+def label_heartbeat(request, slug: str):
+    """Renew every lease the page holds in one request; report the ones that are gone."""
+    project = _labeling_project(request, slug)
+    ids = _json_body(request).get("item_ids") or []
+    if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids) or len(ids) > 10:
+        raise BadRequest("`item_ids` must be a list of at most 10 item ids.")
+    renewed, lost = [], []
+    for item_id in ids:
+        if not Item.objects.filter(pk=item_id, project=project).exists():
+            lost.append(item_id)
+            continue
+        try:
+            assignment = services.renew_lease(item_id=item_id, annotator=request.user)
+        except exceptions.LeaseConflict:
+            lost.append(item_id)
+        else:
+            renewed.append({"item_id": item_id, "expires_at": assignment.expires_at.isoformat()})
+    return JsonResponse({"renewed": renewed, "lost": lost})
+
+
+@require_POST
+@require_roles(ANNOTATOR)
+@json_endpoint
+def label_undo(request, slug: str):
+    """Undo the annotator's last label in this project; the item comes back with a fresh lease."""
+    project = _labeling_project(request, slug)
+    annotation = services.undo_last_annotation(project=project, annotator=request.user)
+    if annotation is None:
+        return JsonResponse(
+            {"item": None, "message": "Nothing to undo: no label yet, or it was already reviewed."}
+        )
+    assignment = selectors_ui.active_assignment(item_id=annotation.item_id, annotator=request.user)
+    if assignment is None:  # pragma: no cover - undo always re-leases; be explicit if not
+        return _error(409, "The label was undone but the item could not be leased back.")
+    return JsonResponse(
+        {
+            "item": selectors_ui.label_item_payload(assignment=assignment),
+            "undone_annotation_id": annotation.pk,
+        }
+    )
+
+
+# --- QA --------------------------------------------------------------------------------------
+def _qa_context(project: Project, item: Item | None, **extra) -> dict:
+    context = {
+        "project": project,
+        "queue": selectors_ui.qa_queue(project=project),
+        "selected": item,
+        "labels": list(project.schema.classes.all()),
+        # The RFNet helper ships feedback/_verdict.html (it receives `item`); absent, nothing shows.
+        "rfnet_verdict_template": _optional_template("feedback/_verdict.html"),
+        **extra,
+    }
+    if item is not None:
+        context.update(selectors_ui.qa_item_detail(item=item))
+    return context
+
+
+def _optional_template(name: str):
+    from django.template import TemplateDoesNotExist
+
+    try:
+        return select_template([name])
+    except TemplateDoesNotExist:
+        return None
+
+
+@require_GET
+@require_roles(*QA_ROLES)
+def qa_projects(request):
+    return render(request, "annotation/qa_projects.html", {"projects": selectors_ui.qa_projects()})
+
+
+@require_GET
+@require_roles(*QA_ROLES)
+def qa_project(request, slug: str):
+    project = get_object_or_404(Project, slug=slug)
+    item = None
+    if request.GET.get("item"):
+        try:
+            item = _project_item(project, int(request.GET["item"]))
+        except ValueError:
+            raise Http404("Bad item id.")
+    context = _qa_context(project, item)
+    if item is None and context["queue"]:
+        item = context["queue"][0]
+        context = _qa_context(project, item)
+    return render(request, "annotation/qa_project.html", context)
+
+
+@require_GET
+@require_roles(*QA_ROLES)
+def qa_item(request, slug: str, item_id: int):
+    project = get_object_or_404(Project, slug=slug)
+    item = _project_item(project, item_id)
+    context = _qa_context(project, item)
+    if request.htmx:
+        return render(request, "annotation/qa_project.html#qa-panel", context)
+    return render(request, "annotation/qa_project.html", context)
+
+
+@require_POST
+@require_roles(*QA_ROLES)
+def qa_review(request, slug: str, item_id: int):
+    """Accept / reject (with a reason; the item goes back to the queue) / relabel, then show the
+    next item of the queue."""
+    project = get_object_or_404(Project, slug=slug)
+    item = _project_item(project, item_id)
+    action = request.POST.get("action", "")
+    reason = request.POST.get("reason", "").strip()
+    label = request.POST.get("label") or None
+    flash, error = None, None
+    if action not in {"accept", "reject", "relabel"}:
+        error = "Choose accept, reject or relabel."
+    elif action == "reject" and not reason:
+        error = "A reason is required to reject an item."
+    elif action == "relabel" and not label:
+        error = "Choose the correct label."
+    if error is None:
+        try:
+            services.review_item(
+                item_id=item.pk, reviewer=request.user, action=action, reason=reason, label=label
+            )
+        except (exceptions.InvalidLabel, exceptions.LeaseConflict, ValidationError) as exc:
+            error = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+        else:
+            verbs = {"accept": "Accepted", "reject": "Rejected", "relabel": "Relabeled"}
+            flash = f"{verbs[action]} item #{item.pk}."
+    if error is not None:
+        context = _qa_context(project, item, error=error)
+        status = 400
+    else:
+        queue = selectors_ui.qa_queue(project=project)
+        following = next((i for i in queue if i.pk > item.pk), queue[0] if queue else None)
+        context = _qa_context(project, following, flash=flash)
+        status = 200
+    if request.htmx:
+        response = render(request, "annotation/qa_project.html#qa-panel", context, status=status)
+        if following_id := (context["selected"].pk if context["selected"] else None):
+            response["HX-Push-Url"] = f"{reverse('qa', args=[slug])}?item={following_id}"
+        return response
+    if error is not None:
+        return render(request, "annotation/qa_project.html", context, status=status)
+    target = reverse("qa", args=[slug])
+    if context["selected"] is not None:
+        target += f"?item={context['selected'].pk}"
+    return redirect(target)

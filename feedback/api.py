@@ -1,0 +1,177 @@
+"""REST API of the feedback app. ML engineers (and superusers) may do everything, QA may read
+models and scores, annotators nothing at all (they label blind to RFNet)."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.shortcuts import get_object_or_404
+from rest_framework import permissions, serializers, status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from generation.models import Creative
+from jobs.roles import ML_ENGINEER, QA, has_role
+
+from . import selectors, services
+from .inference import Upload, score_uploads
+from .models import CreativeScore, Evaluation, FeedbackModel
+
+
+class CanReadScores(permissions.BasePermission):
+    message = "Only QA and ML engineers may see RFNet models and scores."
+
+    def has_permission(self, request, view) -> bool:
+        return has_role(request.user, QA, ML_ENGINEER)
+
+
+class IsMLEngineer(permissions.BasePermission):
+    message = "Only ML engineers may do this."
+
+    def has_permission(self, request, view) -> bool:
+        return has_role(request.user, ML_ENGINEER)
+
+
+class ScoreSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="model.name")
+    model_status = serializers.CharField(source="model.status")
+
+    class Meta:
+        model = CreativeScore
+        fields = [
+            "model",
+            "model_status",
+            "predicted_label",
+            "p_available",
+            "uncertainty",
+            "probs",
+            "created",
+        ]
+
+
+class EvaluationSerializer(serializers.ModelSerializer):
+    dataset = serializers.CharField(source="dataset_version.name")
+
+    class Meta:
+        model = Evaluation
+        fields = ["dataset", "split", "metrics", "created_at"]
+
+
+class FeedbackModelSerializer(serializers.ModelSerializer):
+    schema = serializers.CharField(source="schema.slug")
+    dataset = serializers.CharField(source="dataset_version.name", default=None)
+    job = serializers.IntegerField(source="job_id", default=None)
+    accuracy = serializers.SerializerMethodField()
+    macro_f1 = serializers.SerializerMethodField()
+
+    class Meta:
+        model = FeedbackModel
+        fields = [
+            "name",
+            "status",
+            "schema",
+            "class_names",
+            "dataset",
+            "job",
+            "accuracy",
+            "macro_f1",
+            "created_at",
+            "promoted_at",
+            "retired_at",
+        ]
+
+    def get_accuracy(self, obj) -> float | None:
+        return obj.metrics.get("accuracy")
+
+    def get_macro_f1(self, obj) -> float | None:
+        return obj.metrics.get("macro_f1")
+
+
+class FeedbackModelDetailSerializer(FeedbackModelSerializer):
+    evaluations = EvaluationSerializer(many=True, read_only=True)
+
+    class Meta(FeedbackModelSerializer.Meta):
+        fields = [*FeedbackModelSerializer.Meta.fields, "config", "metrics", "evaluations"]
+
+
+class CreativeScoresView(APIView):
+    permission_classes = [permissions.IsAuthenticated, CanReadScores]
+
+    def get(self, request, pk: int):
+        creative = get_object_or_404(Creative, pk=pk)
+        scores = selectors.scores_for_creative(creative_id=creative.pk)
+        return Response(
+            {"creative": creative.pk, "scores": ScoreSerializer(scores, many=True).data}
+        )
+
+
+class ModelListView(APIView):
+    permission_classes = [permissions.IsAuthenticated, CanReadScores]
+
+    def get(self, request):
+        models = selectors.model_list()
+        status_filter = request.query_params.get("status")
+        if status_filter:
+            models = models.filter(status=status_filter)
+        return Response({"results": FeedbackModelSerializer(models, many=True).data})
+
+
+class ModelDetailView(APIView):
+    permission_classes = [permissions.IsAuthenticated, CanReadScores]
+
+    def get(self, request, name: str):
+        model = get_object_or_404(selectors.model_list(), name=name)
+        return Response(FeedbackModelDetailSerializer(model).data)
+
+
+class ModelActionView(APIView):
+    """POST /api/feedback/models/{name}/promote/ or .../retire/."""
+
+    permission_classes = [permissions.IsAuthenticated, IsMLEngineer]
+    action = "promote"
+
+    def post(self, request, name: str):
+        model = get_object_or_404(FeedbackModel, name=name)
+        try:
+            if self.action == "promote":
+                model = services.promote_model(model=model)
+            else:
+                model = services.retire_model(model=model)
+        except ValidationError as exc:
+            return Response({"detail": " ".join(exc.messages)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(FeedbackModelSerializer(model).data)
+
+
+class ScoreUploadsView(APIView):
+    """Score a few uploaded images synchronously. Multipart fields, repeated once per image in
+    the same order: `image` (the creative), `product` (the RGBA cut-out), optional `caption`;
+    optional `model` (a name, `active` (default) or `latest`). Nothing is stored."""
+
+    permission_classes = [permissions.IsAuthenticated, IsMLEngineer]
+    parser_classes = [MultiPartParser, FormParser]
+
+    def post(self, request):
+        try:
+            model = selectors.resolve_model(request.data.get("model") or "active")
+        except selectors.ModelNotFound as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        images = request.FILES.getlist("image")
+        products = request.FILES.getlist("product")
+        captions = request.data.getlist("caption") if hasattr(request.data, "getlist") else []
+        if len(images) != len(products):
+            return Response(
+                {
+                    "detail": f"Got {len(images)} image(s) and {len(products)} product "
+                    "cut-out(s); send one product per image."
+                },
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        uploads = [
+            Upload(image=img, product=prod, caption=captions[i] if i < len(captions) else "")
+            for i, (img, prod) in enumerate(zip(images, products, strict=True))
+        ]
+        try:
+            results = score_uploads(model=model, uploads=uploads)
+        except ValidationError as exc:
+            return Response({"detail": " ".join(exc.messages)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response({"model": model.name, "results": results})

@@ -1,0 +1,67 @@
+"""Evaluate a checkpoint on dataset rows: the classification report of feedback.ml.metrics plus a
+reliability diagram and RFNet-vs-human agreement beside human-vs-human agreement."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .analysis import agreement_report, calibration_bins
+from .ml.metrics import classification_report
+from .samples import dataset_rows, row_samples
+from .selectors import votes_by_item
+
+
+class EvaluationError(ValueError):
+    pass
+
+
+def evaluate_rows(scorer, rows: Sequence, class_names: Sequence[str], *, batch_size=32) -> dict:
+    kept, samples = row_samples(rows, class_names)
+    if not samples:
+        raise EvaluationError(
+            "No evaluable items: the rows are empty, their images are missing, or their labels "
+            f"are not classes of the model ({', '.join(class_names)})."
+        )
+    probs = np.asarray(scorer.score(samples, batch_size=batch_size), dtype=np.float64)
+    y_true = [s.label for s in samples]
+    report = classification_report(y_true, probs, list(class_names))
+    report = _jsonable(report)
+    report["calibration"] = calibration_bins(y_true, probs)
+    predictions = [class_names[i] for i in probs.argmax(axis=1)]
+    votes = votes_by_item([r.item_id for r in kept])
+    report["agreement"] = agreement_report([votes.get(r.item_id, []) for r in kept], predictions)
+    report["n"] = len(samples)
+    report["skipped"] = len(rows) - len(samples)
+    report["class_names"] = list(class_names)
+    return report
+
+
+def evaluate_version(scorer, version, class_names, *, split: str = "test", batch_size=32) -> dict:
+    if split not in ("test", "all"):
+        raise EvaluationError(f"Unknown split {split!r}: use test or all.")
+    rows = dataset_rows(version, ["test"] if split == "test" else None)
+    if not rows:
+        raise EvaluationError(f"Dataset version {version.name} has no {split} items.")
+    report = evaluate_rows(scorer, rows, class_names, batch_size=batch_size)
+    report["dataset"] = version.name
+    report["split"] = split
+    return report
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        v = float(value)
+        return None if np.isnan(v) else v
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value

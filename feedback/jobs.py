@@ -1,0 +1,273 @@
+"""RFNet job kinds: rfnet_train, rfnet_evaluate, rfnet_score (registered in FeedbackConfig.ready).
+
+Each run(ctx) is resumable: training checkpoints into ctx.work_dir (feedback.ml.training resumes
+from there), a retried training job finds the model it already registered, and scoring keeps a
+cursor file in ctx.work_dir and skips creatives the model already scored."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+from generation.models import Creative
+
+from . import services
+from .forms import EvaluateParamsForm, ScoreParamsForm, TrainParamsForm
+from .models import CreativeScore, FeedbackModel
+from .selectors import resolve_dataset, resolve_model
+
+log = logging.getLogger(__name__)
+
+TRAIN = "rfnet_train"
+EVALUATE = "rfnet_evaluate"
+SCORE = "rfnet_score"
+
+
+def schema_class_names(schema) -> list[str]:
+    return list(schema.classes.order_by("order", "id").values_list("slug", flat=True))
+
+
+def train_config_from_params(params: dict, *, device: str):
+    """Map job params onto feedback.ml.training.TrainConfig."""
+    from django.conf import settings
+
+    from .ml.training import TrainConfig
+
+    balance = params.get("balance") or "class_weights"
+    augment = params.get("augment", True)
+    patience = params.get("patience")
+    return TrainConfig(
+        epochs=params["epochs"],
+        batch_size=params["batch_size"],
+        lr=params["lr"],
+        schedule=params["schedule"],
+        class_weighting="inverse" if balance == "class_weights" else "none",
+        balanced_sampling=balance == "sampler",
+        hflip=bool(augment),
+        translate=0.05 if augment else 0.0,
+        seed=params["seed"],
+        mixed_precision="auto" if params.get("mixed_precision", True) else "no",
+        early_stopping_patience=patience or None,
+        # Decoded images are cached by content hash, shared by every job on this host.
+        cache_dir=str(settings.RFSTUDIO_CACHE_DIR / "rfnet"),
+        device=device,
+    )
+
+
+def run_train(ctx) -> dict:
+    # torch loads only in the worker that runs a job, not in every process that imports this.
+    from .evaluation import evaluate_rows
+    from .ml import training
+    from .ml.presets import preset
+    from .ml.scoring import Scorer
+    from .samples import dataset_rows, row_samples
+
+    params = ctx.params
+    existing = FeedbackModel.objects.filter(job=ctx.job).first()
+    if existing is not None:  # registered by an attempt that died right after
+        return {"model": existing.name, "resumed": True}
+    version = resolve_dataset(params["dataset"])
+    schema = version.project.schema
+    class_names = schema_class_names(schema)
+    splits = {}
+    for split in ("train", "val", "test"):
+        rows = dataset_rows(version, [split])
+        kept, samples = row_samples(rows, class_names)
+        splits[split] = (kept, samples)
+        ctx.reporter.log(f"{split}: {len(samples)} samples ({len(rows) - len(samples)} skipped)")
+    if not splits["train"][1]:
+        raise ValueError(f"Dataset version {version.name} has no usable training items.")
+    # Early stopping and the final evaluation need held-out data; tiny datasets may lack it.
+    val = splits["val"][1] or splits["test"][1] or splits["train"][1]
+    test_rows, test = splits["test"]
+    if not test:
+        test_rows, test = splits["val"] if splits["val"][1] else splits["train"]
+        ctx.reporter.log("No test split: the final evaluation uses held-out val (or train) rows.")
+
+    overrides = {"class_names": class_names}
+    backbone = (params.get("backbone") or "").strip()
+    if backbone:
+        from .ml.config import BackboneConfig
+
+        overrides["image_backbone"] = BackboneConfig(kind="pretrained", path=backbone)
+        overrides["condition_backbone"] = BackboneConfig(kind="pretrained", path=backbone)
+    model_config = preset(params["preset"], len(class_names), **overrides)
+    train_config = train_config_from_params(params, device=ctx.device)
+    result = training.train(
+        model_config=model_config,
+        train_config=train_config,
+        train=splits["train"][1],
+        val=val,
+        test=test,
+        out_dir=Path(ctx.work_dir) / "train",
+        reporter=ctx.reporter,
+        resume=True,
+    )
+    ctx.reporter.progress(0, None, phase="final evaluation")
+    scorer = Scorer.from_pretrained(result.best_dir, device=ctx.device)
+    metrics = evaluate_rows(scorer, test_rows, class_names, batch_size=params["batch_size"])
+    metrics["split"] = "test" if splits["test"][1] else "heldout"
+    metrics["dataset"] = version.name
+    metrics["training"] = _plain({k: v for k, v in result.metrics.items() if k != "history"})
+    metrics["history"] = _plain(result.history)
+    metrics["sizes"] = {k: len(v[1]) for k, v in splits.items()}
+    model = services.register_model(
+        name_prefix=f"rfnet-{params['preset'].replace('_', '-')}-{version.name}",
+        schema=schema,
+        class_names=class_names,
+        source_dir=Path(result.best_dir),
+        config={
+            "preset": params["preset"],
+            "model": _plain(model_config.to_dict()),
+            "train": _plain(dataclasses.asdict(train_config)),
+            "params": dict(ctx.job.params or {}),
+        },
+        metrics=metrics,
+        dataset_version=version,
+        job=ctx.job,
+        created_by=ctx.job.requested_by,
+    )
+    ctx.reporter.log(f"Registered {model.name}: accuracy {metrics.get('accuracy')}")
+    return {
+        "model": model.name,
+        "accuracy": metrics.get("accuracy"),
+        "macro_f1": metrics.get("macro_f1"),
+    }
+
+
+def run_evaluate(ctx) -> dict:
+    from .evaluation import evaluate_version
+    from .ml.scoring import Scorer
+
+    params = ctx.params
+    model = resolve_model(params["model"])
+    version = resolve_dataset(params["dataset"])
+    ctx.reporter.progress(0, None, phase=f"evaluating on {version.name} ({params['split']})")
+    scorer = Scorer.from_pretrained(model.checkpoint_path, device=ctx.device)
+    metrics = evaluate_version(scorer, version, model.class_names, split=params["split"])
+    services.record_evaluation(
+        model=model, dataset_version=version, split=params["split"], metrics=metrics, job=ctx.job
+    )
+    return {
+        "model": model.name,
+        "dataset": version.name,
+        "accuracy": metrics.get("accuracy"),
+        "macro_f1": metrics.get("macro_f1"),
+    }
+
+
+def run_score(ctx) -> dict:
+    from annotation.models import Project
+
+    from .ml.scoring import Scorer
+    from .samples import creative_samples
+
+    params = ctx.params
+    model = resolve_model(params["model"])
+    project = Project.objects.filter(slug=params["project"]).first() if params["project"] else None
+    batch_size = int(params["batch_size"])
+    cursor_file = Path(ctx.work_dir) / "cursor.json"
+    last_id = 0
+    if cursor_file.exists():
+        last_id = int(json.loads(cursor_file.read_text()).get("last_id", 0))
+        ctx.reporter.log(f"Resuming after creative {last_id}.")
+    creatives = Creative.objects.all()
+    if project is not None:
+        creatives = creatives.filter(items__project=project)
+    if not params.get("rescore"):
+        creatives = creatives.exclude(
+            id__in=CreativeScore.objects.filter(model=model).values("creative_id")
+        )
+    pending = creatives.filter(id__gt=last_id).order_by("id")
+    total = pending.count()
+    ctx.reporter.progress(0, total, phase=f"scoring with {model.name}")
+    scorer = Scorer.from_pretrained(model.checkpoint_path, device=ctx.device)
+    done = scored = missing = 0
+    while True:
+        chunk = list(pending.filter(id__gt=last_id).select_related("product")[: batch_size * 4])
+        if not chunk:
+            break
+        ids, samples, absent = creative_samples(chunk)
+        if samples:
+            probs = scorer.score(samples, batch_size=batch_size)
+            scored += services.store_scores(model=model, creative_ids=ids, probs=probs)
+        missing += len(absent)
+        last_id = chunk[-1].pk
+        done += len(chunk)
+        cursor_file.write_text(json.dumps({"last_id": last_id}))  # after the rows are stored
+        ctx.reporter.progress(done, total, phase=f"scoring with {model.name}")
+    if missing:
+        ctx.reporter.log(f"{missing} creatives skipped: image file missing.")
+    updated = _refresh_priorities(model, project)
+    return {"model": model.name, "scored": scored, "missing": missing, "priorities": updated}
+
+
+def _refresh_priorities(model: FeedbackModel, project) -> int:
+    from annotation.models import Project
+
+    if model.status != FeedbackModel.Status.ACTIVE:
+        return 0
+    projects = (
+        [project]
+        if project is not None
+        else Project.objects.filter(
+            schema_id=model.schema_id, ordering=Project.Ordering.UNCERTAINTY, archived=False
+        )
+    )
+    return sum(services.apply_uncertainty_priorities(project=p) for p in projects)
+
+
+def _plain(value):
+    return json.loads(json.dumps(value, default=_default))
+
+
+def _default(value):
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def register_kinds() -> None:
+    from jobs.kinds import JobKind, register
+
+    register(
+        JobKind(
+            name=TRAIN,
+            queue="gpu",
+            run=run_train,
+            params_form=TrainParamsForm,
+            label="Train RFNet",
+            description="Train an RFNet on a dataset version and register it as a candidate.",
+            resumable=True,
+            max_attempts=3,
+        )
+    )
+    register(
+        JobKind(
+            name=EVALUATE,
+            queue="gpu",
+            run=run_evaluate,
+            params_form=EvaluateParamsForm,
+            label="Evaluate RFNet",
+            description="Evaluate a registered model on a dataset version.",
+            max_attempts=1,  # deterministic: a retry would fail the same way
+        )
+    )
+    register(
+        JobKind(
+            name=SCORE,
+            queue="gpu",
+            run=run_score,
+            params_form=ScoreParamsForm,
+            label="Score creatives",
+            description="Store RFNet's class probabilities for creatives (batched, resumable).",
+            resumable=True,
+            max_attempts=3,
+        )
+    )

@@ -1,0 +1,294 @@
+"""Samples, the per-dataset memmap cache and the torch Dataset over it.
+
+Each image is decoded, resized and turned into its maps ONCE (process pool) into uint8 memmaps
+under cache_dir/<key>/, key = hash(sample inputs + file stats + image size + depth model).
+Epochs then only slice memmaps: no PNG decoding in the training loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .config import MODALITY_CHANNELS
+from .preprocess import PIXEL_MODALITIES, _shapes, process_chunk, process_sample
+
+CACHE_VERSION = 1  # bump when preprocessing changes so stale caches are not reused
+
+
+@dataclass
+class Sample:
+    creative_path: str
+    product_path: str
+    label: int | None = None
+    caption: str = ""
+    group: str = ""  # e.g. the SKU: splits keep a group on one side
+    placement: Sequence[float] | None = None  # (x0, y0, x1, y1) creative pixels, if known
+
+
+def cache_key(samples: Sequence[Sample], image_size: int, depth_model_path: str | None) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps([CACHE_VERSION, image_size, depth_model_path or ""]).encode())
+    for s in samples:
+        stats = []
+        for p in (s.creative_path, s.product_path):
+            try:
+                st = os.stat(p)
+                stats.append([st.st_size, st.st_mtime_ns])
+            except OSError:
+                stats.append(None)
+        placement = [float(v) for v in s.placement] if s.placement is not None else None
+        h.update(json.dumps([str(s.creative_path), str(s.product_path), placement, stats]).encode())
+    return h.hexdigest()[:24]
+
+
+class Cache:
+    """An on-disk cache: one (N, C, S, S) uint8 memmap per modality, opened read-only."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        meta = json.loads((self.path / "meta.json").read_text())
+        self.n: int = meta["n"]
+        self.image_size: int = meta["image_size"]
+        self.modalities: list[str] = meta["modalities"]
+        self.built_now = False  # set by build_cache when this call built it
+        self._arrays: dict[str, np.memmap] = {}
+
+    def array(self, modality: str) -> np.memmap:
+        if modality not in self.modalities:
+            raise KeyError(f"cache {self.path} has no {modality!r} maps")
+        if modality not in self._arrays:
+            shape = (self.n, MODALITY_CHANNELS[modality], self.image_size, self.image_size)
+            self._arrays[modality] = np.memmap(
+                self.path / f"{modality}.u8", dtype=np.uint8, mode="r", shape=shape)
+        return self._arrays[modality]
+
+    def __getstate__(self) -> dict[str, Any]:  # memmaps reopen lazily in DataLoader workers
+        state = self.__dict__.copy()
+        state["_arrays"] = {}
+        return state
+
+
+def build_cache(
+    samples: Sequence[Sample],
+    cache_dir: str | os.PathLike,
+    image_size: int,
+    *,
+    depth_model_path: str | None = None,
+    workers: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Cache:
+    """Return the cache for these samples, building it (atomically) if it does not exist yet."""
+    if not samples:
+        raise ValueError("build_cache: no samples")
+    cache_dir = Path(cache_dir)
+    key = cache_key(samples, image_size, depth_model_path)
+    final = cache_dir / f"{key}-{image_size}px"
+    if (final / "meta.json").exists():
+        return Cache(final)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache_dir / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        n = len(samples)
+        shapes = _shapes(image_size)
+        for m, shape in shapes.items():
+            np.memmap(tmp / f"{m}.u8", dtype=np.uint8, mode="w+", shape=(n, *shape)).flush()
+        rows = [
+            (i, str(s.creative_path), str(s.product_path),
+             list(s.placement) if s.placement is not None else None)
+            for i, s in enumerate(samples)
+        ]
+        if workers is None:
+            workers = min(4, os.cpu_count() or 1)
+        if workers <= 1 or n < 64:
+            process_chunk((str(tmp), n, image_size, rows))
+        else:
+            chunk = max(16, -(-n // (workers * 4)))
+            jobs = [(str(tmp), n, image_size, rows[i:i + chunk]) for i in range(0, n, chunk)]
+            # spawn: safe next to torch threads; the worker module imports no torch.
+            ctx = mp.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                done = 0
+                for k in pool.map(process_chunk, jobs):
+                    done += k
+                    if log:
+                        log(f"cache {key}: {done}/{n} decoded")
+        modalities = list(PIXEL_MODALITIES)
+        if depth_model_path:
+            _write_depth(tmp, samples, image_size, depth_model_path)
+            modalities.append("depth")
+        (tmp / "meta.json").write_text(json.dumps({
+            "n": n, "image_size": image_size, "modalities": modalities,
+            "version": CACHE_VERSION, "samples": [asdict(s) | {"placement": (
+                list(s.placement) if s.placement is not None else None)} for s in samples],
+        }))
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            # Another process finished the same cache first: theirs is identical.
+            if not (final / "meta.json").exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+            return Cache(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    cache = Cache(final)
+    cache.built_now = True
+    return cache
+
+
+def _write_depth(root: Path, samples: Sequence[Sample], size: int, path: str) -> None:
+    from .maps import DepthEstimator
+
+    est = DepthEstimator(path)
+    mm = np.memmap(root / "depth.u8", dtype=np.uint8, mode="w+", shape=(len(samples), 1, size, size))
+    for start in range(0, len(samples), 8):
+        batch = samples[start:start + 8]
+        ims = [Image.open(s.creative_path).convert("RGB") for s in batch]
+        for j, d in enumerate(est.predict(ims, size)):
+            mm[start + j, 0] = np.clip(np.rint(d * 255), 0, 255).astype(np.uint8)
+    mm.flush()
+
+
+def sample_arrays(
+    sample: Sample, image_size: int, depth: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Uncached preprocessing of one sample (scoring a handful of images)."""
+    arrays = process_sample(sample.creative_path, sample.product_path, image_size, sample.placement)
+    if depth is not None:
+        arrays["depth"] = depth
+    return arrays
+
+
+def _shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Translate (C, H, W) by (dy, dx) pixels, zero fill."""
+    if dy == 0 and dx == 0:
+        return x
+    out = torch.zeros_like(x)
+    h, w = x.shape[-2:]
+    ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
+    xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
+    out[..., yd, xd] = x[..., ys, xs]
+    return out
+
+
+class CachedDataset(torch.utils.data.Dataset):
+    """Items from a Cache. Batched fetch (`__getitems__`) slices the memmaps once per batch.
+
+    Augmentation (train only): horizontal flip and a small translation, applied identically to
+    every image modality; no colour changes (they would erase "indistinctiveness").
+    """
+
+    def __init__(
+        self,
+        cache: Cache,
+        samples: Sequence[Sample],
+        modalities: Sequence[str],
+        *,
+        augment: bool = False,
+        hflip: bool = True,
+        translate: float = 0.05,
+    ) -> None:
+        if len(samples) != cache.n:
+            raise ValueError("samples do not match the cache")
+        self.cache = cache
+        self.modalities = [m for m in modalities if m in MODALITY_CHANNELS]
+        missing = [m for m in self.modalities if m not in cache.modalities]
+        if missing:
+            raise ValueError(f"cache lacks modalities {missing} (depth needs depth_model_path)")
+        self.want_caption = "caption" in modalities
+        self.labels = np.array([-1 if s.label is None else int(s.label) for s in samples])
+        self.captions = [s.caption or "" for s in samples]
+        self.augment = augment
+        self.hflip = hflip
+        self.max_shift = int(round(translate * cache.image_size))
+
+    def __len__(self) -> int:
+        return self.cache.n
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.__getitems__([i])
+
+    def __getitems__(self, indices: Sequence[int]) -> dict[str, Any]:
+        idx = np.asarray(indices, dtype=np.int64)
+        order = np.argsort(idx, kind="stable")  # sequential memmap reads
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        batch: dict[str, Any] = {}
+        for m in self.modalities:
+            arr = np.asarray(self.cache.array(m)[idx[order]])[inverse]
+            batch[m] = torch.from_numpy(arr)
+        if self.augment:
+            self._augment(batch, len(idx))
+        batch["label"] = torch.from_numpy(self.labels[idx])
+        if self.want_caption:
+            batch["caption"] = [self.captions[i] for i in idx]
+        return batch
+
+    def _augment(self, batch: dict[str, Any], n: int) -> None:
+        flips = torch.rand(n) < 0.5 if self.hflip else torch.zeros(n, dtype=torch.bool)
+        s = self.max_shift
+        shifts = torch.randint(-s, s + 1, (n, 2)) if s > 0 else torch.zeros(n, 2, dtype=torch.long)
+        for m in self.modalities:
+            x = batch[m]
+            if flips.any():
+                x[flips] = x[flips].flip(-1)
+            if s > 0:
+                for j in range(n):
+                    dy, dx = int(shifts[j, 0]), int(shifts[j, 1])
+                    if dy or dx:
+                        x[j] = _shift(x[j], dy, dx)
+
+
+def make_collate(tokenize: Callable[[list[str]], dict[str, torch.Tensor]] | None):
+    """DataLoader collate for CachedDataset batches: tokenizes captions (if any)."""
+
+    def collate(batch: Any) -> dict[str, Any]:
+        if isinstance(batch, list):  # per-item fetch fallback (e.g. a wrapping sampler)
+            batch = _stack(batch)
+        captions = batch.pop("caption", None)
+        if captions is not None and tokenize is not None:
+            batch.update(tokenize(list(captions)))
+        return batch
+
+    return collate
+
+
+def _stack(items: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k in items[0]:
+        vals = [it[k] for it in items]
+        out[k] = torch.cat(vals) if torch.is_tensor(vals[0]) else sum(vals, [])
+    return out
+
+
+def group_split(
+    samples: Sequence[Sample], ratios: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0
+) -> tuple[list[Sample], list[Sample], list[Sample]]:
+    """Split by `group` (e.g. SKU) so no group appears on two sides."""
+    groups = sorted({s.group or s.creative_path for s in samples})
+    rng = np.random.default_rng(seed)
+    rng.shuffle(groups)
+    n = len(groups)
+    a = int(round(ratios[0] * n))
+    b = a + int(round(ratios[1] * n))
+    side = {g: 0 if i < a else 1 if i < b else 2 for i, g in enumerate(groups)}
+    out: tuple[list[Sample], list[Sample], list[Sample]] = ([], [], [])
+    for s in samples:
+        out[side[s.group or s.creative_path]].append(s)
+    return out

@@ -1,0 +1,382 @@
+"""RFNet: generated image attends to its conditions (Feature Filter Module), then fusion + heads.
+
+    image ──enc──► e_o (tokens on the image grid) ─────────────┐
+    product/mask/edges/saliency/depth ──enc each──► tokens ──┐  │
+    caption ──text encoder──► tokens ────────────────────────┴► e_c
+    FFM:   e_f = Conv(Conv(CrossAttn(e_o, e_c)) ⊗ Conv(e_o)) + e_o
+    fusion: N self-attention layers over [CLS; e_f; one pooled token per condition]
+    heads:  [CLS ‖ mean(e_f)] → class logits  (+ a binary P(available) logit)
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import MODALITY_CHANNELS, BackboneConfig, RFNetConfig
+from .text import CaptionEncoder
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "rfnet_config.json"
+
+
+class ConvBackbone(nn.Module):
+    """Compact CNN: stride-2 conv stages (+ optional residual blocks). Output stride 2**stages."""
+
+    def __init__(self, in_ch: int, widths: list[int], blocks_per_stage: int = 1) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        prev = in_ch
+        for w in widths:
+            layers += [nn.Conv2d(prev, w, 3, stride=2, padding=1, bias=False),
+                       nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+            for _ in range(max(0, blocks_per_stage - 1)):
+                layers.append(_ResBlock(w))
+            prev = w
+        self.body = nn.Sequential(*layers)
+        self.out_channels = prev
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.f = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c),
+                               nn.ReLU(inplace=True), nn.Conv2d(c, c, 3, padding=1, bias=False),
+                               nn.BatchNorm2d(c))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.f(x))
+
+
+class HFBackbone(nn.Module):
+    """A transformers vision model (ResNetModel/ConvNextModel/...) returning its last feature map."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        cfg = model.config
+        self.out_channels = int(cfg.hidden_sizes[-1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=x).last_hidden_state
+
+
+def build_backbone(bc: BackboneConfig, in_ch: int) -> tuple[nn.Module, int, BackboneConfig]:
+    """Returns (backbone, the channel count it expects, the resolved config to store).
+
+    `bc` is not modified: the same config may build several encoders (one per condition).
+    """
+    if bc.kind == "cnn":
+        return ConvBackbone(in_ch, list(bc.widths), bc.blocks_per_stage), in_ch, bc
+    from transformers import AutoConfig, AutoModel, ConvNextConfig, ResNetConfig
+
+    if bc.kind == "pretrained":
+        if not bc.path or not Path(bc.path).is_dir():
+            raise ValueError(f"pretrained backbone folder not found: {bc.path}")
+        model = AutoModel.from_pretrained(bc.path, local_files_only=True)
+        # Resolved: a saved RFNet rebuilds this architecture without the source folder
+        # (num_channels stays in the config: inputs go through 1x1 adapters).
+        resolved = BackboneConfig(kind=model.config.model_type, widths=list(bc.widths),
+                                  blocks_per_stage=bc.blocks_per_stage,
+                                  hf_config=model.config.to_dict(), path=bc.path)
+        return HFBackbone(model), int(model.config.num_channels), resolved
+    cfg_dict = dict(bc.hf_config or {})
+    cfg_dict.pop("model_type", None)
+    cfg_dict.setdefault("num_channels", in_ch)
+    if bc.kind == "resnet":
+        cfg = ResNetConfig(**cfg_dict)
+    elif bc.kind == "convnext":
+        hs = cfg_dict.setdefault("hidden_sizes", list(bc.widths))
+        cfg_dict.setdefault("depths", [bc.blocks_per_stage] * len(hs))
+        cfg_dict.setdefault("num_stages", len(hs))
+        cfg = ConvNextConfig(**cfg_dict)
+    else:
+        cfg = AutoConfig.for_model(bc.kind, **cfg_dict)
+    stored = cfg.to_dict()
+    if "num_channels" not in (bc.hf_config or {}):
+        stored.pop("num_channels", None)  # per modality, from its channel count
+    resolved = BackboneConfig(kind=bc.kind, widths=list(bc.widths),
+                              blocks_per_stage=bc.blocks_per_stage, hf_config=stored, path=bc.path)
+    return HFBackbone(AutoModel.from_config(cfg)), int(cfg.num_channels), resolved
+
+
+def _adapter(in_ch: int, out_ch: int) -> nn.Conv2d:
+    """1x1 conv mapping a modality's channels to a backbone's; starts as copy/average."""
+    conv = nn.Conv2d(in_ch, out_ch, 1)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.zero_()
+        for o in range(out_ch):
+            if in_ch >= out_ch:
+                conv.weight[o, o, 0, 0] = 1.0
+            else:
+                conv.weight[o, :, 0, 0] = 1.0 / in_ch
+    return conv
+
+
+def sincos_2d(h: int, w: int, dim: int, device, dtype) -> torch.Tensor:
+    """Fixed 2D sine-cosine position embedding (h*w, dim): any grid size works."""
+    d = dim // 4
+    omega = 1.0 / (10000 ** (torch.arange(d, device=device, dtype=torch.float32) / max(1, d)))
+    ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
+                            torch.arange(w, device=device, dtype=torch.float32), indexing="ij")
+    out = [torch.sin(ys.reshape(-1, 1) * omega), torch.cos(ys.reshape(-1, 1) * omega),
+           torch.sin(xs.reshape(-1, 1) * omega), torch.cos(xs.reshape(-1, 1) * omega)]
+    pe = torch.cat(out, dim=1)
+    if pe.shape[1] < dim:
+        pe = F.pad(pe, (0, dim - pe.shape[1]))
+    return pe.to(dtype)
+
+
+class FeatureFilter(nn.Module):
+    """e_f = Conv(Conv(CrossAttn(e_o, e_c)) ⊗ Conv(e_o)) + e_o, convs on the image token grid."""
+
+    def __init__(self, d: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.norm_q = nn.LayerNorm(d)
+        self.norm_kv = nn.LayerNorm(d)
+        self.attn = nn.MultiheadAttention(d, heads, dropout=dropout, batch_first=True)
+        self.conv_a1 = nn.Conv2d(d, d, 3, padding=1)
+        self.conv_a2 = nn.Conv2d(d, d, 1)
+        self.conv_o = nn.Conv2d(d, d, 3, padding=1)
+        self.conv_out = nn.Conv2d(d, d, 1)
+        self.act = nn.GELU()
+
+    def forward(self, e_o: torch.Tensor, grid: tuple[int, int], e_c: torch.Tensor,
+                c_pad: torch.Tensor | None) -> torch.Tensor:
+        b, n, d = e_o.shape
+        h, w = grid
+        a, _ = self.attn(self.norm_q(e_o), self.norm_kv(e_c), self.norm_kv(e_c),
+                         key_padding_mask=c_pad, need_weights=False)
+
+        def to_map(t: torch.Tensor) -> torch.Tensor:
+            return t.transpose(1, 2).reshape(b, d, h, w)
+
+        a = self.conv_a2(self.act(self.conv_a1(to_map(a))))
+        o = self.conv_o(to_map(e_o))
+        f = self.conv_out(a * o)
+        return f.flatten(2).transpose(1, 2) + e_o
+
+
+class RFNet(nn.Module):
+    def __init__(self, config: RFNetConfig, *, _tokenizer_dir: str | Path | None = None) -> None:
+        super().__init__()
+        config = copy.deepcopy(config)  # resolved in place below; the caller keeps theirs
+        self.config = config
+        d = config.width
+        self.encoders = nn.ModuleDict()
+        self.adapters = nn.ModuleDict()
+        self.projs = nn.ModuleDict()
+        shared: nn.Module | None = None
+        resolved = {}
+        for m in config.image_modalities:
+            in_ch = MODALITY_CHANNELS[m]
+            if m == "image":
+                enc, want, resolved["image"] = build_backbone(config.image_backbone, in_ch)
+            elif config.share_condition_backbone:
+                if shared is None:
+                    shared, shared_in, resolved["cond"] = build_backbone(
+                        config.condition_backbone, 3)
+                    self.shared_encoder = shared
+                enc, want = None, shared_in
+            else:
+                enc, want, resolved["cond"] = build_backbone(config.condition_backbone, in_ch)
+            if want != in_ch or enc is None:
+                self.adapters[m] = _adapter(in_ch, want)
+            if enc is not None:
+                self.encoders[m] = enc
+            out_ch = (enc or shared).out_channels
+            self.projs[m] = nn.Conv2d(out_ch, d, 1)
+        config.image_backbone = resolved["image"]
+        config.condition_backbone = resolved.get("cond", config.condition_backbone)
+        self.caption: CaptionEncoder | None = None
+        if "caption" in config.modalities:
+            self.caption = CaptionEncoder(config.text_encoder, config.text_config,
+                                          config.text_max_length, _tokenizer_dir)
+            config.text_config = self.caption.resolved_config()
+            self.caption_proj = nn.Linear(self.caption.hidden_size, d)
+            if config.freeze_text_encoder:
+                self.caption.encoder.requires_grad_(False)
+        conds = config.condition_modalities
+        self.modality_embed = nn.ParameterDict(
+            {m: nn.Parameter(torch.randn(d) * 0.02) for m in config.modalities})
+        self.ffm = FeatureFilter(d, config.heads, config.dropout) if (
+            conds and config.feature_filter) else None
+        self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+        layer = nn.TransformerEncoderLayer(
+            d, config.heads, int(d * config.mlp_ratio), config.dropout, activation="gelu",
+            batch_first=True, norm_first=True)
+        self.fusion = nn.TransformerEncoder(layer, config.fusion_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(2 * d, config.num_classes)
+        self.available_head = nn.Linear(2 * d, 1) if config.available_head else None
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        self.register_buffer("im_mean", mean, persistent=False)
+        self.register_buffer("im_std", std, persistent=False)
+
+    # -- inputs -----------------------------------------------------------------------------
+    def tokenize(self, captions: list[str]) -> dict[str, torch.Tensor]:
+        if self.caption is None:
+            return {}
+        return self.caption.tokenize(captions)
+
+    def _normalize(self, m: str, x: torch.Tensor) -> torch.Tensor:
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        if self.config.normalize == "imagenet" and m in ("image", "product"):
+            rgb = (x[:, :3] - self.im_mean) / self.im_std
+            return torch.cat([rgb, (x[:, 3:] - 0.5) / 0.25], 1) if x.shape[1] > 3 else rgb
+        return (x - 0.5) / 0.25
+
+    def _encode(self, m: str, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        x = self._normalize(m, x)
+        if m in self.adapters:
+            x = self.adapters[m](x)
+        enc = self.encoders[m] if m in self.encoders else self.shared_encoder
+        fmap = self.projs[m](enc(x))
+        b, d, h, w = fmap.shape
+        tokens = fmap.flatten(2).transpose(1, 2)
+        tokens = tokens + sincos_2d(h, w, d, tokens.device, tokens.dtype) + self.modality_embed[m]
+        return tokens, (h, w)
+
+    # -- forward ----------------------------------------------------------------------------
+    def forward_features(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        missing = [m for m in cfg.image_modalities if m not in batch]
+        if "caption" in cfg.modalities and "caption_ids" not in batch:
+            missing.append("caption_ids")
+        if missing:
+            raise KeyError(f"RFNet batch lacks {missing}")
+        e_o, grid = self._encode("image", batch["image"])
+        b = e_o.shape[0]
+        cond_tokens, cond_pads, summaries = [], [], []
+        for m in cfg.condition_modalities:
+            if m == "caption":
+                ids, mask = batch["caption_ids"], batch["caption_mask"]
+                t = self.caption_proj(self.caption(ids, mask)) + self.modality_embed[m]
+                pad = mask == 0
+                w = mask.unsqueeze(-1).to(t.dtype)
+                summaries.append((t * w).sum(1) / w.sum(1).clamp_min(1.0))
+            else:
+                t, _ = self._encode(m, batch[m])
+                pad = torch.zeros(b, t.shape[1], dtype=torch.bool, device=t.device)
+                summaries.append(t.mean(1))
+            cond_tokens.append(t)
+            cond_pads.append(pad)
+        e_f = e_o
+        if cond_tokens and self.ffm is not None:
+            e_c = torch.cat(cond_tokens, 1)
+            e_f = self.ffm(e_o, grid, e_c, torch.cat(cond_pads, 1))
+        seq = [self.cls.expand(b, -1, -1), e_f]
+        if summaries:
+            seq.append(torch.stack(summaries, 1))
+        x = self.norm(self.fusion(torch.cat(seq, 1)))
+        n_img = e_f.shape[1]
+        pooled = torch.cat([x[:, 0], x[:, 1:1 + n_img].mean(1)], -1)
+        out = {"logits": self.head(pooled)}
+        if self.available_head is not None:
+            out["available_logit"] = self.available_head(pooled).squeeze(-1)
+        return out
+
+    def forward(self, batch: dict[str, torch.Tensor], return_dict: bool = False):
+        out = self.forward_features(batch)
+        return out if return_dict else out["logits"]
+
+    # -- persistence ------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write config JSON + safetensors (+ tokenizer) into a temp dir, then rename into place."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+            save_file(_dedupe(state), str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+            (tmp / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2))
+            if self.caption is not None:
+                self.caption.tokenizer.save_pretrained(str(tmp / "tokenizer"))
+            _replace_dir(tmp, directory)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, map_location: str = "cpu") -> RFNet:
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        if not (directory / CONFIG_NAME).exists():
+            raise FileNotFoundError(f"no RFNet checkpoint in {directory} ({CONFIG_NAME} missing)")
+        config = RFNetConfig.from_dict(json.loads((directory / CONFIG_NAME).read_text()))
+        model = cls(config, _tokenizer_dir=directory / "tokenizer")
+        state = load_file(str(directory / WEIGHTS_NAME), device=map_location)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        # Tied/shared tensors are stored once; anything else missing is an error.
+        missing = [k for k in missing if not _is_alias(k, state)]
+        if missing or unexpected:
+            raise ValueError(f"checkpoint mismatch: missing {missing[:5]}, unexpected "
+                             f"{unexpected[:5]}")
+        model.eval()
+        return model
+
+
+def _dedupe(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    seen: dict[int, str] = {}
+    out = {}
+    for k, v in state.items():
+        ptr = v.data_ptr() if v.numel() else id(v)
+        if ptr in seen and v.numel():
+            continue
+        seen[ptr] = k
+        out[k] = v.clone() if v.numel() else v
+    return out
+
+
+def _is_alias(key: str, state: dict[str, torch.Tensor]) -> bool:
+    return False
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Atomically put tmp at final (an existing final is swapped out, then removed)."""
+    if final.exists():
+        old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(final, old)
+        os.rename(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, final)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+_ = math  # (kept for callers computing schedules from this module)

@@ -1,0 +1,106 @@
+"""Decode one sample into fixed-size uint8 arrays (no torch: runs in cache-builder processes).
+
+Arrays are channel-first (C, S, S) uint8; channels per modality are listed in
+config.MODALITY_CHANNELS.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .maps import placement_mask, sobel_edges, spectral_residual_saliency, to_gray
+
+PIXEL_MODALITIES = ("image", "product", "mask", "edges", "saliency")
+
+
+def _open(path: str | os.PathLike, what: str) -> Image.Image:
+    try:
+        im = Image.open(path)
+        im.load()
+        return im
+    except FileNotFoundError:
+        raise ValueError(f"{what} file not found: {path}")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"{what} file is not a readable image: {path} ({exc})")
+
+
+def letterbox_rgba(im: Image.Image, size: int) -> np.ndarray:
+    """Fit an RGBA image into size x size keeping its aspect ratio; transparent padding."""
+    im = im.convert("RGBA")
+    w, h = im.size
+    scale = size / max(w, h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    canvas = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    canvas.paste(im.resize((nw, nh), Image.BILINEAR), ((size - nw) // 2, (size - nh) // 2))
+    arr = np.asarray(canvas, dtype=np.uint8).copy()
+    arr[..., :3] = (arr[..., :3].astype(np.uint16) * arr[..., 3:4] // 255).astype(np.uint8)
+    return arr
+
+
+def _u8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+
+
+def process_images(
+    creative: Image.Image,
+    product: Image.Image,
+    size: int,
+    placement: Sequence[float] | None = None,
+) -> dict[str, np.ndarray]:
+    """PIL creative + PIL cut-out → {modality: (C, size, size) uint8}."""
+    rgb_full = creative.convert("RGB")
+    image = np.asarray(rgb_full.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    prod = letterbox_rgba(product, size)
+    if placement is not None:
+        place = placement_mask(product, placement, rgb_full.size)
+        place = np.asarray(
+            Image.fromarray(_u8(place)).resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    else:
+        place = np.zeros((size, size), np.uint8)
+    gray = to_gray(image)
+    prod_gray = to_gray(prod[..., :3]) * 0.5 + prod[..., 3].astype(np.float32) / 510.0
+    return {
+        "image": image.transpose(2, 0, 1).copy(),
+        "product": prod.transpose(2, 0, 1).copy(),
+        "mask": np.stack([prod[..., 3], place]),
+        "edges": np.stack([_u8(sobel_edges(gray)), _u8(sobel_edges(prod_gray))]),
+        "saliency": _u8(spectral_residual_saliency(gray))[None],
+    }
+
+
+def process_sample(
+    creative_path: str | os.PathLike,
+    product_path: str | os.PathLike,
+    size: int,
+    placement: Sequence[float] | None = None,
+) -> dict[str, np.ndarray]:
+    return process_images(
+        _open(creative_path, "creative"), _open(product_path, "product"), size, placement)
+
+
+def process_chunk(args: tuple) -> int:
+    """Cache-builder worker: decode rows [start, stop) straight into the open memmaps."""
+    root, n, size, rows = args
+    mms = {
+        m: np.memmap(Path(root) / f"{m}.u8", dtype=np.uint8, mode="r+",
+                     shape=(n, *shape))
+        for m, shape in _shapes(size).items()
+    }
+    for i, creative_path, product_path, placement in rows:
+        arrays = process_sample(creative_path, product_path, size, placement)
+        for m, arr in arrays.items():
+            mms[m][i] = arr
+    for mm in mms.values():
+        mm.flush()
+    return len(rows)
+
+
+def _shapes(size: int) -> dict[str, tuple[int, int, int]]:
+    from .config import MODALITY_CHANNELS
+
+    return {m: (MODALITY_CHANNELS[m], size, size) for m in PIXEL_MODALITIES}

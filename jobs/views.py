@@ -1,0 +1,106 @@
+"""Job pages for staff and ML engineers: list (/jobs/) and live detail (/jobs/<id>/, polled with
+htmx every 2 s until the job finishes)."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from . import selectors, services
+from .charts import line_chart_svg
+from .models import Job, JobArtifact, JobStatus
+from .permissions import can_manage_jobs, can_view_jobs
+
+
+def _require_view(request) -> None:
+    if not can_view_jobs(request.user):
+        raise PermissionDenied("Jobs are visible to staff and ML engineers only.")
+
+
+def _require_manage(request) -> None:
+    if not can_manage_jobs(request.user):
+        raise PermissionDenied("Only ML engineers may cancel or retry jobs.")
+
+
+@login_required
+def job_list(request):
+    _require_view(request)
+    status = request.GET.get("status") or None
+    kind = request.GET.get("kind") or None
+    context = {
+        "jobs": selectors.job_list(status=status, kind=kind),
+        "depths": selectors.queue_depths(),
+        "workers": selectors.recent_workers(),
+        "statuses": JobStatus.choices,
+        "status": status,
+        "kind": kind,
+    }
+    return render(request, "jobs/job_list.html", context)
+
+
+def _detail_context(request, job: Job) -> dict:
+    series = selectors.metric_series(job=job)
+    return {
+        "job": job,
+        "eta": selectors.eta_seconds(job),
+        "charts": [line_chart_svg(name, pts) for name, pts in sorted(series.items())],
+        "artifacts": list(job.artifacts.all()),
+        "log_tail": (job.log_lines or [])[-50:],
+        "can_manage": can_manage_jobs(request.user),
+        "percent": round(job.fraction * 100, 1) if job.fraction is not None else None,
+        "retryable": job.status in (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.INTERRUPTED),
+    }
+
+
+@login_required
+def job_detail(request, job_id: int):
+    _require_view(request)
+    job = get_object_or_404(Job.objects.select_related("requested_by", "input_type"), pk=job_id)
+    context = _detail_context(request, job)
+    if request.htmx:
+        return render(request, "jobs/job_detail.html#status", context)
+    return render(request, "jobs/job_detail.html", context)
+
+
+@login_required
+def job_status(request, job_id: int):
+    """The polled partial (also usable without htmx)."""
+    _require_view(request)
+    job = get_object_or_404(Job, pk=job_id)
+    return render(request, "jobs/job_detail.html#status", _detail_context(request, job))
+
+
+@require_POST
+@login_required
+def job_cancel(request, job_id: int):
+    _require_manage(request)
+    get_object_or_404(Job, pk=job_id)
+    job = services.cancel_job(job_id=job_id, by=request.user)
+    messages.info(request, f"Job #{job.pk}: cancel {'done' if job.is_finished else 'requested'}.")
+    return redirect(job.get_absolute_url())
+
+
+@require_POST
+@login_required
+def job_retry(request, job_id: int):
+    _require_manage(request)
+    get_object_or_404(Job, pk=job_id)
+    try:
+        job = services.retry_job(job_id=job_id, by=request.user)
+        messages.info(request, f"Job #{job.pk} queued again as attempt {job.attempt}.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect(f"/jobs/{job_id}/")
+
+
+@login_required
+def artifact_download(request, job_id: int, artifact_id: int):
+    _require_view(request)
+    art = get_object_or_404(JobArtifact, pk=artifact_id, job_id=job_id)
+    try:
+        fh = art.file.open("rb")
+    except FileNotFoundError:
+        raise Http404("Artifact file is missing from storage.")
+    return FileResponse(fh, as_attachment=True, filename=art.name.rsplit("/", 1)[-1])

@@ -1,0 +1,95 @@
+import io
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from annotation.models import DatasetItem, DatasetVersion, Item, Project
+from feedback.models import CreativeScore, Evaluation, FeedbackModel
+
+from .conftest import RF1M, synthetic_creatives
+
+
+@pytest.fixture
+def version(rf1m_schema):
+    """A frozen dataset version of 12 synthetic creatives (rows written directly: the version is
+    the input here, not what is under test)."""
+    project = Project.objects.create(name="Cmd", slug="cmd", schema=rf1m_schema)
+    version = DatasetVersion.objects.create(project=project, name="cmd-v1", item_count=12)
+    splits = ["train"] * 8 + ["val"] * 2 + ["test"] * 2
+    for (creative, label), split in zip(synthetic_creatives(4, 3, size=40), splits, strict=True):
+        item = Item.objects.create(project=project, creative=creative, status="done")
+        DatasetItem.objects.create(
+            version=version,
+            item=item,
+            creative=creative,
+            label=label,
+            split=split,
+            votes=1,
+            agreement=1.0,
+        )
+    return version
+
+
+def run(*args) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+def test_evaluate_json_schema(register, version):
+    model = register()
+    data = json.loads(
+        run(
+            "evaluate_rfnet", "--model", "latest", "--dataset", "cmd-v1", "--split", "all", "--json"
+        )
+    )
+    assert {"accuracy", "macro_f1", "per_class", "available", "confusion"} <= set(data)
+    assert set(data["per_class"]) == set(RF1M)
+    for row in data["per_class"].values():
+        assert {"precision", "recall", "f1", "ap", "support"} <= set(row)
+    assert {"precision", "recall", "f1", "ap"} <= set(data["available"])
+    assert len(data["confusion"]) == 6 and all(len(r) == 6 for r in data["confusion"])
+    assert sum(map(sum, data["confusion"])) == 12
+    assert data["model"] == model.name
+    assert Evaluation.objects.get(model=model).split == "all"
+
+
+def test_command_errors(register, version):
+    with pytest.raises(CommandError, match="No trained RFNet model"):
+        run("evaluate_rfnet", "--model", "latest", "--dataset", "cmd-v1")
+    register()
+    with pytest.raises(CommandError, match="No dataset version named 'nope'"):
+        run("evaluate_rfnet", "--model", "latest", "--dataset", "nope")
+    with pytest.raises(CommandError, match="No RFNet model named 'ghost'"):
+        run("evaluate_rfnet", "--model", "ghost", "--dataset", "cmd-v1")
+    with pytest.raises(CommandError, match="No RFNet model is active"):
+        run("score_creatives", "--foreground")
+    with pytest.raises(CommandError, match="No dataset version"):
+        run("train_rfnet", "--dataset", "nope")
+    with pytest.raises(CommandError, match="epochs"):
+        run("train_rfnet", "--dataset", "cmd-v1", "--epochs", "0")
+
+
+def test_train_then_score_in_the_foreground(version):
+    out = run(
+        "train_rfnet",
+        "--dataset",
+        "cmd-v1",
+        "--preset",
+        "tiny",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--foreground",
+    )
+    model = FeedbackModel.objects.get()
+    assert model.name == "rfnet-tiny-cmd-v1-1" and model.name in out
+    assert model.checkpoint_path.is_dir() and model.metrics["n"] == 2
+    assert model.metrics["sizes"] == {"train": 8, "val": 2, "test": 2}
+    run("score_creatives", "--model", "latest", "--project", "cmd", "--foreground")
+    assert CreativeScore.objects.filter(model=model).count() == 12
+    # A second run skips what the model already scored.
+    second = run("score_creatives", "--model", model.name, "--foreground")
+    assert "'scored': 0" in second

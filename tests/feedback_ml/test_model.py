@@ -1,0 +1,127 @@
+import dataclasses
+
+import pytest
+import torch
+
+from feedback.ml.config import MODALITY_CHANNELS, BackboneConfig
+from feedback.ml.model import RFNet
+from feedback.ml.presets import RF1M_SLUGS, preset
+
+
+def _batch(model, b=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    cfg = model.config
+    s = cfg.image_size
+    batch = {m: torch.randint(0, 256, (b, MODALITY_CHANNELS[m], s, s), generator=g,
+                              dtype=torch.uint8) for m in cfg.image_modalities}
+    captions = ["Hard-shell cabin suitcase", "", "lipstick"]
+    batch.update(model.tokenize([captions[i % 3] for i in range(b)]))
+    return batch
+
+
+def test_tiny_preset_shapes_and_size():
+    cfg = preset("tiny")
+    assert cfg.class_names == RF1M_SLUGS and cfg.available_index == 0
+    model = RFNet(cfg)
+    out = model(_batch(model), return_dict=True)
+    assert out["logits"].shape == (3, 6)
+    assert out["available_logit"].shape == (3,)
+    assert sum(p.numel() for p in model.parameters()) < 30_000
+
+
+@pytest.mark.parametrize("modality", ["product", "mask", "edges", "saliency", "caption"])
+def test_every_modality_can_be_switched_off(modality):
+    cfg = preset("tiny")
+    cfg.modalities = [m for m in cfg.modalities if m != modality]
+    model = RFNet(cfg)
+    batch = _batch(model)
+    assert modality not in batch and ("caption_ids" in batch) == (modality != "caption")
+    assert model(batch).shape == (3, 6)
+
+
+def test_single_image_and_depth_modality():
+    model = RFNet(preset("single_image", image_size=32, class_names=["available", "bad"]))
+    assert model.config.modalities == ["image"]
+    assert model(_batch(model)).shape == (3, 2)
+    cfg = preset("tiny", depth_model_path="/nonexistent/dpt")
+    assert "depth" in cfg.modalities
+    model = RFNet(cfg)  # the model itself only needs the depth map tensor
+    assert model(_batch(model)).shape == (3, 6)
+    with pytest.raises(KeyError):
+        model({k: v for k, v in _batch(model).items() if k != "depth"})
+
+
+def test_missing_modality_and_bad_config_errors():
+    with pytest.raises(ValueError):
+        preset("tiny", modalities=["image", "sound"])
+    with pytest.raises(ValueError):
+        preset("nope")
+
+
+@pytest.mark.parametrize("kind", ["resnet", "convnext"])
+def test_transformers_backbones_and_shared_condition_encoder(kind, tmp_path):
+    hf = {"resnet": {"embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1],
+                     "layer_type": "basic"},
+          "convnext": {"hidden_sizes": [8, 16], "depths": [1, 1]}}[kind]
+    cfg = preset("tiny", image_backbone=BackboneConfig(kind=kind, hf_config=dict(hf)),
+                 condition_backbone=BackboneConfig(kind=kind, hf_config=dict(hf)),
+                 share_condition_backbone=True)
+    model = RFNet(cfg).eval()
+    assert len(model.encoders) == 1  # image only; conditions share one encoder
+    batch = _batch(model)
+    with torch.no_grad():
+        ref = model(batch)
+    model.save_pretrained(tmp_path / "m")
+    again = RFNet.from_pretrained(tmp_path / "m")
+    with torch.no_grad():
+        assert torch.equal(again(batch), ref)
+
+
+def test_pretrained_local_backbone_folder(tmp_path):
+    from transformers import ResNetConfig, ResNetModel
+
+    ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
+                             layer_type="basic")).save_pretrained(tmp_path / "resnet")
+    src = BackboneConfig(kind="pretrained", path=str(tmp_path / "resnet"))
+    cfg = preset("tiny", modalities=["image", "product", "saliency"], image_backbone=src,
+                 condition_backbone=src)
+    model = RFNet(cfg).eval()
+    assert model.config.image_backbone.kind == "resnet"  # resolved: reload needs no folder
+    assert cfg.image_backbone.kind == "pretrained"  # the caller's config is left alone
+    assert set(model.adapters) == {"product", "saliency"}  # 4 / 1 channels → RGB stem
+    pretrained = ResNetModel.from_pretrained(tmp_path / "resnet").state_dict()
+    for m in ("image", "product", "saliency"):  # every encoder got the pretrained weights
+        got = model.encoders[m].model.state_dict()
+        assert all(torch.equal(got[k], v) for k, v in pretrained.items())
+    batch = _batch(model)
+    model.save_pretrained(tmp_path / "m")
+    with torch.no_grad():
+        assert torch.equal(RFNet.from_pretrained(tmp_path / "m")(batch), model(batch))
+
+
+def test_save_load_round_trip_is_identical(tmp_path):
+    model = RFNet(preset("tiny")).eval()
+    batch = _batch(model)
+    with torch.no_grad():
+        ref = model(batch, return_dict=True)
+    out_dir = model.save_pretrained(tmp_path / "rfnet")
+    assert (out_dir / "model.safetensors").exists() and (out_dir / "rfnet_config.json").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
+    loaded = RFNet.from_pretrained(out_dir)
+    assert dataclasses.asdict(loaded.config) == dataclasses.asdict(model.config)
+    with torch.no_grad():
+        out = loaded(batch, return_dict=True)
+    assert torch.equal(out["logits"], ref["logits"])
+    assert torch.equal(out["available_logit"], ref["available_logit"])
+    model.save_pretrained(out_dir)  # overwriting an existing folder works too
+    with pytest.raises(FileNotFoundError):
+        RFNet.from_pretrained(tmp_path / "missing")
+
+
+def test_gradients_reach_every_trainable_part():
+    model = RFNet(preset("tiny", dropout=0.0)).train()
+    out = model(_batch(model, b=4), return_dict=True)
+    (out["logits"].sum() + out["available_logit"].sum()).backward()
+    dead = [n for n, p in model.named_parameters()
+            if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+    assert dead == []

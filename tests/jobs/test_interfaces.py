@@ -1,0 +1,193 @@
+"""API, pages, admin actions and CLI: validation, idempotency and permissions (no worker needed:
+jobs are only enqueued here, or run in the foreground)."""
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
+from django_tasks_db.models import DBTaskResult
+
+from jobs import services
+from jobs.admin import JobAdmin
+from jobs.kinds import JobKind, register
+from jobs.models import Job, JobStatus
+from tests.factories import make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def _tasks() -> int:
+    return DBTaskResult.objects.count()
+
+
+# --- enqueue, validation, idempotency ---------------------------------------------------------
+def test_enqueue_writes_job_and_task_together(ml_user):
+    job = services.enqueue_job(kind="demo", params={"steps": "12"}, requested_by=ml_user)
+    assert job.status == JobStatus.QUEUED and job.params["steps"] == 12
+    assert job.params["steps_per_epoch"] == 50  # missing keys take the form's initial values
+    task = DBTaskResult.objects.get(id=job.task_result_id)
+    assert task.queue_name == "default" and task.args_kwargs["args"] == [job.pk, 1]
+
+
+def test_invalid_params_raise_and_write_nothing(ml_user):
+    with pytest.raises(ValidationError) as exc:
+        services.enqueue_job(kind="demo", params={"steps": 0, "lr": "x"}, requested_by=ml_user)
+    assert set(exc.value.message_dict) == {"steps", "lr"}
+    with pytest.raises(ValidationError, match="Unknown parameter"):
+        services.enqueue_job(kind="demo", params={"stepz": 3})
+    with pytest.raises(ValidationError, match="Unknown job kind"):
+        services.enqueue_job(kind="nope", params={})
+    with pytest.raises(ValidationError):
+        services.enqueue_job(kind="demo", params={"num_processes": 0})
+    assert Job.objects.count() == 0 and _tasks() == 0
+
+
+def test_same_key_enqueues_once(ml_user):
+    a = services.enqueue_job(kind="demo", params={"steps": 3}, idempotency_key="k1")
+    b = services.enqueue_job(kind="demo", params={"steps": 3}, idempotency_key="k1")
+    assert a.pk == b.pk and Job.objects.count() == 1 and _tasks() == 1
+
+
+def test_api_launch_validation_and_idempotency(client, ml_user):
+    client.force_login(ml_user)
+    bad = client.post(
+        "/api/jobs/", {"kind": "demo", "params": {"steps": -1}}, content_type="application/json"
+    )
+    assert bad.status_code == 400 and "steps" in bad.json()["params"]
+    assert Job.objects.count() == 0
+    body = {"kind": "demo", "params": {"steps": 5}, "idempotency_key": "dbl"}
+    first = client.post("/api/jobs/", body, content_type="application/json")
+    second = client.post("/api/jobs/", body, content_type="application/json")
+    assert first.status_code == second.status_code == 201
+    assert first.json()["id"] == second.json()["id"] and Job.objects.count() == 1
+    listing = client.get("/api/jobs/?status=queued").json()
+    assert listing["count"] == 1 and listing["results"][0]["kind"] == "demo"
+
+
+# --- permissions ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("role", ["annotator", "qa"])
+def test_annotators_and_qa_cannot_launch_or_cancel(client, role):
+    job = services.enqueue_job(kind="demo", params={"steps": 3})
+    client.force_login(make_user(role))
+    launch = client.post(
+        "/api/jobs/", {"kind": "demo", "params": {}}, content_type="application/json"
+    )
+    assert launch.status_code == 403
+    assert client.post(f"/api/jobs/{job.pk}/cancel/").status_code == 403
+    assert client.post(f"/jobs/{job.pk}/cancel/").status_code == 403
+    assert client.get(f"/jobs/{job.pk}/").status_code == 403  # pages: staff + ML engineers
+    # QA may read job outputs through the API; annotators may not.
+    expected = 200 if role == "qa" else 403
+    assert client.get(f"/api/jobs/{job.pk}/").status_code == expected
+    assert Job.objects.get(pk=job.pk).status == JobStatus.QUEUED
+    assert Job.objects.count() == 1
+
+
+def test_anonymous_is_sent_to_login(client):
+    job = services.enqueue_job(kind="demo", params={"steps": 3})
+    assert client.get(f"/jobs/{job.pk}/").status_code == 302
+    assert client.get("/api/jobs/").status_code in (401, 403)
+
+
+def test_ml_engineer_cancels_queued_and_retries_from_page(client, ml_user):
+    client.force_login(ml_user)
+    job = services.enqueue_job(kind="demo", params={"steps": 3})
+    page = client.get(f"/jobs/{job.pk}/").content.decode()
+    assert 'hx-trigger="every 2s"' in page and "Cancel" in page
+    assert client.post(f"/jobs/{job.pk}/cancel/").status_code == 302
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED
+    assert client.post(f"/jobs/{job.pk}/retry/").status_code == 302
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED and job.attempt == 2 and _tasks() == 2
+    resp = client.post(f"/api/jobs/{job.pk}/retry/")  # queued: not retryable
+    assert resp.status_code == 409
+
+
+# --- admin ----------------------------------------------------------------------------------------
+def _admin_launch(client, data):
+    return client.post("/admin/jobs/job/", data)
+
+
+def test_admin_launch_action_confirms_validates_and_enqueues_once(client, ml_user):
+    from django.contrib import admin
+
+    from jobs.admin_actions import launch_job_action
+
+    ml_user.is_staff = True
+    ml_user.save()
+    client.force_login(ml_user)
+    target = services.enqueue_job(kind="demo", params={"steps": 3})
+    # Any app's ModelAdmin can carry the action; JobAdmin is handy here.
+    action = launch_job_action("demo", initial=lambda qs: {"steps": 7})
+    site_admin = admin.site._registry[Job]
+    site_admin.actions = [*JobAdmin.actions, action]
+    try:
+        base = {"action": action.__name__, "_selected_action": [target.pk]}
+        confirm = _admin_launch(client, base)
+        assert confirm.status_code == 200
+        html = confirm.content.decode()
+        assert 'name="job-steps"' in html and 'value="7"' in html and "job_key" in html
+        key = confirm.context["job_key"]
+        bad = _admin_launch(client, {**base, "post": "yes", "job_key": key, "job-steps": "0",
+                                     "job-steps_per_epoch": "5", "job-batch_size": "4",
+                                     "job-lr": "0.1", "job-seed": "0"})  # fmt: skip
+        assert bad.status_code == 200 and "errorlist" in bad.content.decode()
+        assert Job.objects.count() == 1
+        good = {**base, "post": "yes", "job_key": key, "job-steps": "9",
+                "job-steps_per_epoch": "5", "job-batch_size": "4", "job-lr": "0.1",
+                "job-seed": "0"}  # fmt: skip
+        r1 = _admin_launch(client, good)
+        r2 = _admin_launch(client, good)  # the double click
+        assert Job.objects.count() == 2
+        new = Job.objects.exclude(pk=target.pk).get()
+        assert r1.status_code == r2.status_code == 302 and r1["Location"] == f"/jobs/{new.pk}/"
+        assert new.params["steps"] == 9 and new.requested_by == ml_user
+        # A staff user without the ML-engineer role cannot launch.
+        staff = make_user(None, is_staff=True, is_superuser=False)
+        staff.user_permissions.add(*__import__("django.contrib.auth.models", fromlist=["Permission"]).Permission.objects.filter(content_type__app_label="jobs"))
+        client.force_login(staff)
+        _admin_launch(client, {**good, "job_key": "other"})
+        assert Job.objects.count() == 2
+    finally:
+        site_admin.actions = JobAdmin.actions
+
+
+# --- CLI ------------------------------------------------------------------------------------------
+def test_launch_job_command_enqueues_and_rejects_bad_params(capsys):
+    call_command("launch_job", "demo", "--param", "steps=4", "--key", "cli-1")
+    call_command("launch_job", "demo", "--param", "steps=4", "--key", "cli-1")
+    assert Job.objects.count() == 1 and "queued" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="steps"):
+        call_command("launch_job", "demo", "--param", "steps=abc")
+    with pytest.raises(CommandError, match="Unknown job kind"):
+        call_command("launch_job", "nope")
+    with pytest.raises(CommandError, match="KEY=VALUE"):
+        call_command("launch_job", "demo", "--param", "steps")
+    assert Job.objects.count() == 1
+
+
+def test_foreground_run_retries_failure_and_succeeds(tmp_path, capsys):
+    call_command("run_demo_job", "--steps", "12", "--steps-per-epoch", "4", "--foreground")
+    job = Job.objects.get()
+    assert job.status == JobStatus.SUCCEEDED and job.result["final_step"] == 12
+    assert job.artifacts.filter(name="model.pt").exists()
+    # fail_at_step fails attempt 1 at step 6; attempt 2 resumes from the step-4 checkpoint.
+    call_command("launch_job", "demo", "--param", "steps=8", "--param", "steps_per_epoch=4",
+                 "--param", "fail_at_step=6", "--foreground")  # fmt: skip
+    job = Job.objects.latest("id")
+    assert job.status == JobStatus.SUCCEEDED and job.attempt == 2
+    assert job.result["resumed_from_step"] == 4
+
+
+def _always_fails(ctx):
+    ctx.reporter.progress(1, total=3, phase="doomed")
+    raise RuntimeError("boom")
+
+
+def test_foreground_failure_exits_nonzero_with_error():
+    register(JobKind(name="test_always_fails", run=_always_fails, max_attempts=2))
+    with pytest.raises(CommandError, match="boom"):
+        call_command("launch_job", "test_always_fails", "--foreground")
+    job = Job.objects.get(kind="test_always_fails")
+    assert job.status == JobStatus.FAILED and job.attempt == 2
+    assert "RuntimeError: boom" in job.traceback
