@@ -28,8 +28,8 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
+from django.utils import timezone
 
-from annotation.agreement import consensus_of
 from annotation.models import RF1M_CLASSES, Annotation, AuditEvent, Item, LabelClass, Project
 from generation import images
 from generation import services as gen_services
@@ -49,6 +49,32 @@ STRING_FIELDS = {
     "sha256": 64,
 }
 REQUIRED = ("image", "sku")
+# Column order of the executemany inserts (generation.services.insert_rows).
+ITEM_FIELDS = [
+    "project",
+    "creative",
+    "status",
+    "annotation_count",
+    "priority",
+    "is_gold",
+    "review_status",
+    "review_reason",
+    "consensus_label",
+    "agreement",
+    "external_id",
+    "created_at",
+    "updated_at",
+    "votes",
+]
+ANNOTATION_FIELDS = [
+    "item",
+    "annotator",
+    "label",
+    "note",
+    "idempotency_key",
+    "discard_reason",
+    "created_at",
+]
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 INT64 = (-(2**63), 2**63 - 1)
 USERNAME_RE = re.compile(r"^[\w.@+-]{1,150}$")
@@ -350,33 +376,6 @@ def _ensure_project(slug: str, overlap: int, created_by) -> Project:
     return project
 
 
-def _recompute_items(item_ids: list[int]) -> None:
-    """Counters and consensus of existing items that received import labels (rare path)."""
-    from django.db.models import Count
-
-    for start in range(0, len(item_ids), gen_services.LOOKUP_CHUNK):
-        chunk = item_ids[start : start + gen_services.LOOKUP_CHUNK]
-        votes: dict[int, dict[int, int]] = {i: {} for i in chunk}
-        for item_id, label_id, n in (
-            Annotation.objects.filter(item_id__in=chunk, discarded_at__isnull=True)
-            .values_list("item_id", "label_id")
-            .annotate(n=Count("id"))
-            .order_by()
-        ):
-            votes[item_id][label_id] = n
-        items = list(Item.objects.filter(id__in=chunk).select_related("project"))
-        for item in items:
-            label, agreement, n = consensus_of(votes[item.id], item.adjudicated_label_id)
-            item.annotation_count = n
-            item.consensus_label_id = label
-            item.agreement = agreement
-            if n >= item.project.overlap:
-                item.status = Item.Status.DONE
-        Item.objects.bulk_update(
-            items, ["annotation_count", "consensus_label", "agreement", "status"], batch_size=500
-        )
-
-
 def _write(
     rows: list[Row],
     product_infos: dict,
@@ -472,7 +471,8 @@ def _write(
                 ).values_list("creative_id", "id")
             )
         randomize = project.ordering == Project.Ordering.RANDOM
-        new_items: dict[int, Item] = {}
+        now = timezone.now()
+        new_items: dict[int, tuple] = {}
         first_row_of: dict[int, Row] = {}
         for row, sha in row_sha:
             cid = creative_ids[sha]
@@ -481,18 +481,24 @@ def _write(
             first_row_of[cid] = row
             label_id = labels.get(row.data.get("label") or "")
             counted = 1 if (source is not None and label_id) else 0
-            new_items[cid] = Item(
-                project=project,
-                creative_id=cid,
-                priority=random.random() if randomize else 0.0,
-                external_id=row.data.get("id") or "",
-                annotation_count=counted,
-                status=Item.Status.DONE if counted >= project.overlap else Item.Status.OPEN,
-                consensus_label_id=label_id if counted else None,
-                agreement=1.0 if counted else None,
+            new_items[cid] = (
+                project.id,
+                cid,
+                Item.Status.DONE if counted >= project.overlap else Item.Status.OPEN,
+                counted,
+                random.random() if randomize else 0.0,
+                False,
+                "",
+                "",
+                label_id if counted else None,
+                1.0 if counted else None,
+                row.data.get("id") or "",
+                now,
+                now,
+                {row.data["label"]: 1} if counted else {},
             )
         if new_items:
-            Item.objects.bulk_create(list(new_items.values()), batch_size=gen_services.BATCH_SIZE)
+            gen_services.insert_rows(Item, ITEM_FIELDS, new_items.values())
         result.created = len(new_items)
         result.skipped = len(rows) - len(new_items)
 
@@ -518,28 +524,31 @@ def _write(
                         item_id__in=old_item_ids[start : start + gen_services.LOOKUP_CHUNK],
                     ).values_list("item_id", flat=True)
                 )
-            to_add: dict[int, Annotation] = {}
+            to_add: dict[int, tuple] = {}
             for row, cid in labeled:
                 item_id = item_ids[cid]
                 if item_id in already or item_id in to_add:
                     continue
                 if cid in new_items and first_row_of.get(cid) is not row:
                     continue  # duplicate image row: the first row's label was counted
-                to_add[item_id] = Annotation(
-                    item_id=item_id,
-                    annotator=source,
-                    label_id=labels[row.data["label"]],
-                    idempotency_key=f"import:{item_id}",
-                    note=f"imported (line {row.line})",
+                to_add[item_id] = (
+                    item_id,
+                    source.id,
+                    labels[row.data["label"]],
+                    f"imported (line {row.line})",
+                    f"import:{item_id}",
+                    "",
+                    now,
                 )
-            Annotation.objects.bulk_create(
-                list(to_add.values()), batch_size=gen_services.BATCH_SIZE
-            )
+            gen_services.insert_rows(Annotation, ANNOTATION_FIELDS, to_add.values())
             result.labels_created = len(to_add)
             old = set(existing_items.values())
             stale = sorted(i for i in to_add if i in old)
             if stale:
-                _recompute_items(stale)
+                # Existing items: the core service rebuilds votes/counters/consensus/status.
+                from annotation import services
+
+                services.recompute_items(item_ids=stale)
         AuditEvent.objects.create(
             project=project,
             actor=created_by,

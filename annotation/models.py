@@ -280,7 +280,9 @@ class AnnotatorGoldStats(models.Model):
     """Gold answers per annotator and project; `is_low` marks accuracy < 0.7 over >= 5 answers."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
-    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
     answered = models.PositiveIntegerField(default=0)
     correct = models.PositiveIntegerField(default=0)
     is_low = models.BooleanField(default=False)

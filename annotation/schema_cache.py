@@ -38,9 +38,7 @@ def schema_choices(schema_id: int) -> SchemaChoices:
     from .models import LabelClass
 
     rows = LabelClass.objects.filter(schema_id=schema_id).order_by("order", "id")
-    choices = tuple(
-        Choice(c.id, c.slug, c.name, c.hotkey, c.description) for c in rows
-    )
+    choices = tuple(Choice(c.id, c.slug, c.name, c.hotkey, c.description) for c in rows)
     value = SchemaChoices(
         schema_id,
         choices,

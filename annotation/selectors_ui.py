@@ -12,30 +12,8 @@ from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs.roles import ANNOTATOR, has_role
-
+from . import selectors
 from .models import Annotation, Assignment, Item, Project
-
-
-# --- who may do what -------------------------------------------------------------------------
-def labelable_projects(user):
-    """Open projects `user` may label: listed as an annotator, or any annotator when the project
-    lists nobody. Superusers see every project."""
-    qs = Project.objects.filter(archived=False).select_related("schema")
-    if user.is_superuser:
-        return qs
-    if not has_role(user, ANNOTATOR):
-        return qs.none()
-    return qs.filter(Q(annotators=None) | Q(annotators=user)).distinct()
-
-
-def can_label(user, project: Project) -> bool:
-    if project.archived or not has_role(user, ANNOTATOR):
-        return False
-    if user.is_superuser:
-        return True
-    listed = project.annotators.all()
-    return not listed.exists() or listed.filter(pk=user.pk).exists()
 
 
 # --- the annotator's view --------------------------------------------------------------------
@@ -47,7 +25,7 @@ def label_progress(*, project: Project, annotator) -> dict:
     )
     done_today = mine.filter(created_at__gte=start_of_day).count()
     remaining = (
-        Item.objects.filter(project=project, status=Item.Status.OPEN)
+        Item.objects.filter(project=project, status=Item.Status.OPEN, is_gold=False)
         .exclude(pk__in=mine.values("item_id"))
         .count()
     )
@@ -57,7 +35,7 @@ def label_progress(*, project: Project, annotator) -> dict:
         item__review_status__in=[Item.Review.ACCEPTED, Item.Review.RELABELED]
     ).annotate(final=Coalesce(F("item__adjudicated_label"), F("item__consensus_label")))
     counts = reviewed.aggregate(n=Count("id"), agree=Count("id", filter=Q(label=F("final"))))
-    totals = Item.objects.filter(project=project).aggregate(
+    totals = Item.objects.filter(project=project, is_gold=False).aggregate(
         n=Count("id"), done=Count("id", filter=Q(status=Item.Status.DONE))
     )
     agreement = counts["agree"] / counts["n"] if counts["n"] else None
@@ -127,30 +105,28 @@ def qa_projects():
     )
 
 
-def qa_queue(*, project: Project, limit: int = 200):
-    """Items waiting for QA, oldest first, with what is needed to list them."""
-    items = list(
-        Item.objects.filter(project=project, review_status=Item.Review.PENDING)
-        .select_related("creative__product", "consensus_label")
-        .order_by("id")[:limit]
-    )
+def qa_queue(*, project: Project, limit: int = 200) -> list[Item]:
+    """The core review queue (oldest first) with a display name for each item's reason."""
+    items = list(selectors.review_queue(project=project)[:limit])
     for item in items:
         item.reason_name = reason_name(item)
     return items
 
 
-def qa_item_detail(*, item: Item) -> dict:
+def qa_item_detail(*, item_id: int) -> dict:
     """All annotations of the item (discarded ones too, marked), its reviews and consensus."""
-    annotations = list(
-        item.annotations.select_related("annotator", "label").order_by("discarded_at", "id")
-    )
-    reviews = list(item.reviews.select_related("reviewer", "label").order_by("-id")[:20])
+    item = selectors.item_detail(item_id=item_id)
     item.reason_name = reason_name(item)
+    annotations = sorted(
+        item.annotations.all(), key=lambda a: (a.discarded_at is not None, a.discarded_at, a.pk)
+    )
+    for a in annotations:
+        a.duration_s = a.duration_ms / 1000 if a.duration_ms is not None else None
+    reviews = sorted(item.reviews.all(), key=lambda r: -r.pk)[:20]
     return {
-        "item": item,
+        "selected": item,
         "creative": item.creative,
         "product": item.creative.product,
         "annotations": annotations,
-        "current_annotations": [a for a in annotations if a.discarded_at is None],
         "reviews": reviews,
     }

@@ -15,10 +15,10 @@ here, one INSERT each.
 
 from __future__ import annotations
 
+import datetime
 import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
-import datetime
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
@@ -74,6 +74,21 @@ def audit(*, action: str, project=None, item_id=None, actor=None, data=None) -> 
         action=action,
         data=data or {},
     )
+
+
+def _in_transaction(fn, /, **kwargs):
+    """Run fn in `atomic(savepoint=False)` (no SAVEPOINT round trips when nested). Domain errors
+    are raised only before any write; they leave the block normally so that a caller's outer
+    transaction is not marked broken, and are re-raised here."""
+    error = None
+    with transaction.atomic(savepoint=False):
+        try:
+            result = fn(**kwargs)
+        except AnnotationError as exc:
+            error = exc
+    if error is not None:
+        raise error
+    return result
 
 
 # --- projects and items ---------------------------------------------------------------------
@@ -197,7 +212,9 @@ def set_item_priorities(*, project, priorities: dict) -> int:
 def set_project_ordering(*, project, ordering: str, actor=None) -> Project:
     """Switch the queue order; `random` draws a fresh random priority for every item."""
     if ordering not in Project.Ordering.values:
-        raise ValidationError(f"Unknown ordering {ordering!r}; use one of {Project.Ordering.values}")
+        raise ValidationError(
+            f"Unknown ordering {ordering!r}; use one of {Project.Ordering.values}"
+        )
     with transaction.atomic():
         Project.objects.filter(pk=project.pk).update(ordering=ordering)
         project.ordering = ordering
@@ -340,7 +357,7 @@ def _assignment_with_item(*, row, project, annotator) -> Assignment:
     if isinstance(expires_at, str):  # SQLite RETURNING gives the stored text ...
         expires_at = Assignment._meta.get_field("expires_at").to_python(expires_at)
     if timezone.is_naive(expires_at):  # ... or a naive UTC datetime
-        expires_at = timezone.make_aware(expires_at, datetime.timezone.utc)
+        expires_at = timezone.make_aware(expires_at, datetime.UTC)
     item = Item.objects.select_related("creative__product").get(pk=item_id)
     item.project = project
     assignment = Assignment(
@@ -414,18 +431,20 @@ def renew_lease(*, item_id, annotator) -> Assignment:
         if n:
             assignment.expires_at = expires
             return assignment
-    with transaction.atomic(savepoint=False):
+
+    def relet():
         item = _lock_item(item_id)
         if _free_slots(item=item, project=assignment.project, annotator=annotator, now=now) <= 0:
             raise LeaseConflict("Your lease expired and the item was given to someone else.")
-        fresh = Assignment.objects.create(
+        return Assignment.objects.create(
             item=item,
             project=assignment.project,
             annotator=annotator,
             status=Assignment.Status.ACTIVE,
             expires_at=expires,
         )
-    return fresh
+
+    return _in_transaction(relet)
 
 
 def skip_item(*, item_id, annotator) -> None:
@@ -527,9 +546,7 @@ def _replay(*, annotation_id=None, annotator, key, item_id):
     if ann is None:
         return None
     if ann.item_id != int(item_id):
-        raise IdempotencyKeyReused(
-            f"This idempotency key was already used for item {ann.item_id}."
-        )
+        raise IdempotencyKeyReused(f"This idempotency key was already used for item {ann.item_id}.")
     return ann
 
 
@@ -543,16 +560,16 @@ def submit_annotation(
         raise AnnotationError("`duration_ms` must be a non-negative integer.")
     now = timezone.now()
     try:
-        with transaction.atomic(savepoint=False):
-            return _submit_locked(
-                item_id=item_id,
-                annotator=annotator,
-                label=label,
-                key=key,
-                duration_ms=duration_ms,
-                note=note or "",
-                now=now,
-            )
+        return _in_transaction(
+            _submit_locked,
+            item_id=item_id,
+            annotator=annotator,
+            label=label,
+            key=key,
+            duration_ms=duration_ms,
+            note=note or "",
+            now=now,
+        )
     except IntegrityError:
         # A parallel request with the same key (or a second label by the same annotator) won.
         ann = _replay(annotator=annotator, key=key, item_id=item_id)
@@ -567,9 +584,7 @@ def _submit_locked(*, item_id, annotator, label, key, duration_ms, note, now):
         .select_related("item", "item__project")
         .annotate(
             replay_id=Subquery(
-                Annotation.objects.filter(annotator=annotator, idempotency_key=key).values("id")[
-                    :1
-                ]
+                Annotation.objects.filter(annotator=annotator, idempotency_key=key).values("id")[:1]
             ),
             low_gold=Exists(
                 AnnotatorGoldStats.objects.filter(
@@ -590,8 +605,9 @@ def _submit_locked(*, item_id, annotator, label, key, duration_ms, note, now):
             raise NotFound(f"Item {item_id} does not exist.")
         raise LeaseConflict("This item is not leased to you. Ask for the next item.")
     if assignment.replay_id:
-        return _replay(annotation_id=assignment.replay_id, annotator=annotator, key=key,
-                       item_id=item_id), False
+        return _replay(
+            annotation_id=assignment.replay_id, annotator=annotator, key=key, item_id=item_id
+        ), False
     item = assignment.item
     project = item.project
     choices = schema_choices(project.schema_id)
@@ -655,10 +671,8 @@ def recompute_items(*, item_ids: Iterable[int]) -> int:
     n = 0
     for item_id in item_ids:
         with transaction.atomic(savepoint=False):
-            item = _lock_item(item_id)
-            fields = _item_state(
-                item=item, project=item.project, votes=_votes_from_db(item.pk)
-            )
+            item = Item.objects.select_for_update().select_related("project").get(pk=item_id)
+            fields = _item_state(item=item, project=item.project, votes=_votes_from_db(item.pk))
             Item.objects.filter(pk=item.pk).update(updated_at=timezone.now(), **fields)
             n += 1
     return n
@@ -703,53 +717,56 @@ def _flag_low_gold_items(*, project, annotator) -> None:
 def undo_last_annotation(*, project, annotator):
     """Discard the annotator's last label in the project while its item is unreviewed; the item
     comes back to them with a fresh lease. None when there is nothing to undo."""
+    return _in_transaction(_undo_locked, project=project, annotator=annotator)
+
+
+def _undo_locked(*, project, annotator):
     now = timezone.now()
-    with transaction.atomic(savepoint=False):
-        ann = (
-            Annotation.objects.filter(
-                annotator=annotator, item__project=project, discarded_at__isnull=True
-            )
-            .order_by("-id")
-            .first()
+    ann = (
+        Annotation.objects.filter(
+            annotator=annotator, item__project=project, discarded_at__isnull=True
         )
-        if ann is None:
-            return None
-        item = _lock_item(ann.item_id)
-        if item.review_status in (Item.Review.ACCEPTED, Item.Review.RELABELED):
-            return None
-        Annotation.objects.filter(pk=ann.pk).update(discarded_at=now, discard_reason="undo")
-        ann.discarded_at, ann.discard_reason = now, "undo"
-        fields = _item_state(item=item, project=project, votes=_votes_from_db(item.pk))
-        fields.update(updated_at=now)
-        if item.review_status == Item.Review.PENDING:
-            fields.update(review_status=Item.Review.NONE, review_reason="")
-        Item.objects.filter(pk=item.pk).update(**fields)
-        if item.is_gold:
-            _record_gold_answer(
-                project=project,
-                annotator=annotator,
-                correct=ann.label_id == item.gold_label_id,
-                delta=-1,
-            )
-        # Release the lease the page holds now (the undone item replaces it) ...
-        Assignment.objects.filter(
-            annotator=annotator, project=project, status=Assignment.Status.ACTIVE
-        ).update(status=Assignment.Status.EXPIRED, updated_at=now)
-        # ... and lease the undone item back (its slot is the one the label just freed).
-        Assignment.objects.create(
-            item=item,
+        .order_by("-id")
+        .first()
+    )
+    if ann is None:
+        return None
+    item = _lock_item(ann.item_id)
+    if item.review_status in (Item.Review.ACCEPTED, Item.Review.RELABELED):
+        return None
+    Annotation.objects.filter(pk=ann.pk).update(discarded_at=now, discard_reason="undo")
+    ann.discarded_at, ann.discard_reason = now, "undo"
+    fields = _item_state(item=item, project=project, votes=_votes_from_db(item.pk))
+    fields.update(updated_at=now)
+    if item.review_status == Item.Review.PENDING:
+        fields.update(review_status=Item.Review.NONE, review_reason="")
+    Item.objects.filter(pk=item.pk).update(**fields)
+    if item.is_gold:
+        _record_gold_answer(
             project=project,
             annotator=annotator,
-            status=Assignment.Status.ACTIVE,
-            expires_at=now + timedelta(seconds=project.lease_seconds),
+            correct=ann.label_id == item.gold_label_id,
+            delta=-1,
         )
-        audit(
-            action="undo",
-            project=project,
-            item_id=item.pk,
-            actor=annotator,
-            data={"annotation": ann.pk, "label": ann.label_id},
-        )
+    # Release the lease the page holds now (the undone item replaces it) ...
+    Assignment.objects.filter(
+        annotator=annotator, project=project, status=Assignment.Status.ACTIVE
+    ).update(status=Assignment.Status.EXPIRED, updated_at=now)
+    # ... and lease the undone item back (its slot is the one the label just freed).
+    Assignment.objects.create(
+        item=item,
+        project=project,
+        annotator=annotator,
+        status=Assignment.Status.ACTIVE,
+        expires_at=now + timedelta(seconds=project.lease_seconds),
+    )
+    audit(
+        action="undo",
+        project=project,
+        item_id=item.pk,
+        actor=annotator,
+        data={"annotation": ann.pk, "label": ann.label_id},
+    )
     return ann
 
 
@@ -778,48 +795,54 @@ def review_item(*, item_id, reviewer, action: str, reason: str = "", label=None)
     reason = (reason or "").strip()
     if action == Review.Action.REJECT and not reason:
         raise InvalidReview("A reason is required to reject an item.")
+    return _in_transaction(
+        _review_locked,
+        item_id=item_id,
+        reviewer=reviewer,
+        action=action,
+        reason=reason,
+        label=label,
+    )
+
+
+def _review_locked(*, item_id, reviewer, action, reason, label) -> Review:
     now = timezone.now()
-    with transaction.atomic(savepoint=False):
-        item = _lock_item(item_id)
-        project = item.project
-        if item.is_gold:
-            raise ReviewConflict("Gold items are not reviewed.")
-        if item.status != Item.Status.DONE:
-            raise ReviewConflict("Only finished items can be reviewed.")
-        label_id = None
-        if action == Review.Action.RELABEL:
-            choice = schema_choices(project.schema_id).by_slug.get(label or "")
-            if choice is None:
-                raise InvalidLabel(f"Unknown label {label!r} for relabel.")
-            label_id = choice.id
-            item.adjudicated_label_id = label_id
-            fields = _item_state(item=item, project=project, votes=dict(item.votes or {}))
-            fields.pop("status", None)
-            Item.objects.filter(pk=item.pk).update(
-                adjudicated_label_id=label_id,
-                review_status=Item.Review.RELABELED,
-                updated_at=now,
-                **fields,
-            )
-        elif action == Review.Action.REJECT:
-            _discard_all(item=item, reason="rejected", now=now)
-            Item.objects.filter(pk=item.pk).update(
-                review_status=Item.Review.REJECTED, review_reason=""
-            )
-        else:
-            Item.objects.filter(pk=item.pk).update(
-                review_status=Item.Review.ACCEPTED, updated_at=now
-            )
-        review = Review.objects.create(
-            item=item, reviewer=reviewer, action=action, reason=reason, label_id=label_id
+    item = _lock_item(item_id)
+    project = item.project
+    if item.is_gold:
+        raise ReviewConflict("Gold items are not reviewed.")
+    if item.status != Item.Status.DONE:
+        raise ReviewConflict("Only finished items can be reviewed.")
+    label_id = None
+    if action == Review.Action.RELABEL:
+        choice = schema_choices(project.schema_id).by_slug.get(label or "")
+        if choice is None:
+            raise InvalidLabel(f"Unknown label {label!r} for relabel.")
+        label_id = choice.id
+        item.adjudicated_label_id = label_id
+        fields = _item_state(item=item, project=project, votes=dict(item.votes or {}))
+        fields.pop("status", None)
+        Item.objects.filter(pk=item.pk).update(
+            adjudicated_label_id=label_id,
+            review_status=Item.Review.RELABELED,
+            updated_at=now,
+            **fields,
         )
-        audit(
-            action="review",
-            project=project,
-            item_id=item.pk,
-            actor=reviewer,
-            data={"action": action, "reason": reason, "label": label_id},
-        )
+    elif action == Review.Action.REJECT:
+        _discard_all(item=item, reason="rejected", now=now)
+        Item.objects.filter(pk=item.pk).update(review_status=Item.Review.REJECTED, review_reason="")
+    else:
+        Item.objects.filter(pk=item.pk).update(review_status=Item.Review.ACCEPTED, updated_at=now)
+    review = Review.objects.create(
+        item=item, reviewer=reviewer, action=action, reason=reason, label_id=label_id
+    )
+    audit(
+        action="review",
+        project=project,
+        item_id=item.pk,
+        actor=reviewer,
+        data={"action": action, "reason": reason, "label": label_id},
+    )
     return review
 
 
@@ -830,7 +853,7 @@ def reopen_items(*, item_ids: Iterable[int], actor=None, reason: str = "reopened
     n = 0
     for item_id in item_ids:
         with transaction.atomic(savepoint=False):
-            item = _lock_item(item_id)
+            item = Item.objects.select_for_update().select_related("project").get(pk=item_id)
             if item.is_gold or item.status != Item.Status.DONE:
                 continue
             discarded = _discard_all(item=item, reason="reopened", now=now)

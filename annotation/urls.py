@@ -1,4 +1,4 @@
-"""Pages: home, labeling (/label/...), QA (/qa/...) and login-protected image files (/images/...)."""
+"""Pages: home, labeling (/label/...), QA (/qa/...), login-protected image files (/images/...)."""
 
 from django.urls import path
 

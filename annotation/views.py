@@ -9,9 +9,6 @@ See docs/ui.md.
 
 from __future__ import annotations
 
-# TEMPORARY (ui helper): services/exceptions land in parallel; import lazily so URL loading never
-# breaks meanwhile. Replaced by a plain import once they exist.
-import importlib
 import json
 from functools import wraps
 
@@ -26,24 +23,12 @@ from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_GET, require_POST
 
 from generation.models import Creative, Product
-from jobs.roles import ANNOTATOR, ML_ENGINEER, QA, has_role
+from jobs.roles import ANNOTATOR, has_role
 
-from . import selectors_ui
-
-
-class _Lazy:
-    def __init__(self, name):
-        self._name = name
-
-    def __getattr__(self, attr):
-        return getattr(importlib.import_module(self._name), attr)
-
-
-services = _Lazy("annotation.services")
-exceptions = _Lazy("annotation.exceptions")
+from . import exceptions, selectors, selectors_ui, services
 from .models import AVAILABLE, Item, Project
+from .permissions import LABEL_ROLES, REVIEW_ROLES, can_label_project
 
-QA_ROLES = (QA, ML_ENGINEER)
 MAX_EXCLUDE = 500
 
 
@@ -90,18 +75,21 @@ def json_endpoint(view):
     def wrapped(request, *args, **kwargs):
         try:
             return view(request, *args, **kwargs)
-        except exceptions.LeaseConflict as exc:
-            return _error(409, str(exc) or "Your lease on this item is gone.")
-        except (exceptions.InvalidLabel, BadRequest, ValidationError) as exc:
-            message = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
-            return _error(400, message)
+        except exceptions.AnnotationError as exc:  # LeaseConflict → 409, InvalidLabel → 400, ...
+            return _error(exc.status_code, exc.message)
+        except BadRequest as exc:
+            return _error(400, str(exc))
+        except ValidationError as exc:
+            return _error(400, "; ".join(exc.messages))
 
     return wrapped
 
 
 def _labeling_project(request, slug: str) -> Project:
-    project = get_object_or_404(Project, slug=slug)
-    if not selectors_ui.can_label(request.user, project):
+    project = selectors.project_for_user(slug=slug, user=request.user)
+    if project is None:
+        raise Http404("No such project.")
+    if not can_label_project(request.user, project):
         raise PermissionDenied("You are not an annotator of this project.")
     return project
 
@@ -116,7 +104,7 @@ def home(request):
     user = request.user
     if has_role(user, ANNOTATOR) and not user.is_superuser:
         return redirect("label-projects")
-    if has_role(user, *QA_ROLES):
+    if has_role(user, *REVIEW_ROLES):
         return redirect("qa-projects")
     return redirect("label-projects")
 
@@ -137,34 +125,38 @@ def _image_response(field) -> FileResponse:
 
 
 @require_GET
-@require_roles(ANNOTATOR, *QA_ROLES)
+@require_roles(*LABEL_ROLES, *REVIEW_ROLES)
 def creative_image(request, pk: int):
-    return _image_response(get_object_or_404(Creative, pk=pk).image)
+    """The generated image; `?thumb=1` serves the stored thumbnail when there is one."""
+    creative = get_object_or_404(Creative, pk=pk)
+    if request.GET.get("thumb") and creative.thumbnail:
+        return _image_response(creative.thumbnail)
+    return _image_response(creative.image)
 
 
 @require_GET
-@require_roles(ANNOTATOR, *QA_ROLES)
+@require_roles(*LABEL_ROLES, *REVIEW_ROLES)
 def product_image(request, pk: int):
     return _image_response(get_object_or_404(Product, pk=pk).image)
 
 
 # --- labeling --------------------------------------------------------------------------------
 @require_GET
-@require_roles(ANNOTATOR)
+@require_roles(*LABEL_ROLES)
 def label_projects(request):
     rows = [
         {"project": p, "progress": selectors_ui.label_progress(project=p, annotator=request.user)}
-        for p in selectors_ui.labelable_projects(request.user)
+        for p in selectors.projects_for_user(user=request.user)
+        if p.can_label
     ]
     return render(request, "annotation/label_projects.html", {"rows": rows})
 
 
 @require_GET
-@require_roles(ANNOTATOR)
+@require_roles(*LABEL_ROLES)
 def label_page(request, slug: str):
     project = _labeling_project(request, slug)
     labels = list(project.schema.classes.all())
-    item_url = lambda name: reverse(name, args=[project.slug, 0])  # noqa: E731
     config = {
         "project": project.slug,
         "lease_seconds": project.lease_seconds,
@@ -177,8 +169,9 @@ def label_page(request, slug: str):
             "claim": reverse("label-claim", args=[project.slug]),
             "heartbeat": reverse("label-heartbeat", args=[project.slug]),
             "undo": reverse("label-undo", args=[project.slug]),
-            "submit": item_url("label-submit"),
-            "skip": item_url("label-skip"),
+            # Templates: the script puts the item id in place of the 0.
+            "submit": reverse("label-submit", args=[project.slug, 0]),
+            "skip": reverse("label-skip", args=[project.slug, 0]),
         },
     }
     return render(
@@ -195,7 +188,7 @@ def label_page(request, slug: str):
 
 
 @require_GET
-@require_roles(ANNOTATOR)
+@require_roles(*LABEL_ROLES)
 def label_progress(request, slug: str):
     project = _labeling_project(request, slug)
     progress = selectors_ui.label_progress(project=project, annotator=request.user)
@@ -203,7 +196,7 @@ def label_progress(request, slug: str):
 
 
 @require_POST
-@require_roles(ANNOTATOR)
+@require_roles(*LABEL_ROLES)
 @json_endpoint
 def label_claim(request, slug: str):
     """Lease the next item, skipping `exclude` (the items the page already holds or is still
@@ -221,7 +214,7 @@ def label_claim(request, slug: str):
 
 
 @require_POST
-@require_roles(ANNOTATOR)
+@require_roles(*LABEL_ROLES)
 @json_endpoint
 def label_submit(request, slug: str, item_id: int):
     project = _labeling_project(request, slug)
@@ -251,7 +244,7 @@ def label_submit(request, slug: str, item_id: int):
 
 
 @require_POST
-@require_roles(ANNOTATOR)
+@require_roles(*LABEL_ROLES)
 @json_endpoint
 def label_skip(request, slug: str, item_id: int):
     project = _labeling_project(request, slug)
@@ -261,7 +254,7 @@ def label_skip(request, slug: str, item_id: int):
 
 
 @require_POST
-@require_roles(ANNOTATOR)
+@require_roles(*LABEL_ROLES)
 @json_endpoint
 def label_heartbeat(request, slug: str):
     """Renew every lease the page holds in one request; report the ones that are gone."""
@@ -284,7 +277,7 @@ def label_heartbeat(request, slug: str):
 
 
 @require_POST
-@require_roles(ANNOTATOR)
+@require_roles(*LABEL_ROLES)
 @json_endpoint
 def label_undo(request, slug: str):
     """Undo the annotator's last label in this project; the item comes back with a fresh lease."""
@@ -306,10 +299,11 @@ def label_undo(request, slug: str):
 
 
 # --- QA --------------------------------------------------------------------------------------
-def _qa_context(project: Project, item: Item | None, **extra) -> dict:
+def _qa_context(project: Project, item: Item | None, *, queue=None, **extra) -> dict:
+    queue = selectors_ui.qa_queue(project=project) if queue is None else queue
     context = {
         "project": project,
-        "queue": selectors_ui.qa_queue(project=project),
+        "queue": queue,
         "selected": item,
         "labels": list(project.schema.classes.all()),
         # The RFNet helper ships feedback/_verdict.html (it receives `item`); absent, nothing shows.
@@ -317,7 +311,7 @@ def _qa_context(project: Project, item: Item | None, **extra) -> dict:
         **extra,
     }
     if item is not None:
-        context.update(selectors_ui.qa_item_detail(item=item))
+        context.update(selectors_ui.qa_item_detail(item_id=item.pk))
     return context
 
 
@@ -331,13 +325,13 @@ def _optional_template(name: str):
 
 
 @require_GET
-@require_roles(*QA_ROLES)
+@require_roles(*REVIEW_ROLES)
 def qa_projects(request):
     return render(request, "annotation/qa_projects.html", {"projects": selectors_ui.qa_projects()})
 
 
 @require_GET
-@require_roles(*QA_ROLES)
+@require_roles(*REVIEW_ROLES)
 def qa_project(request, slug: str):
     project = get_object_or_404(Project, slug=slug)
     item = None
@@ -346,15 +340,14 @@ def qa_project(request, slug: str):
             item = _project_item(project, int(request.GET["item"]))
         except ValueError:
             raise Http404("Bad item id.")
-    context = _qa_context(project, item)
-    if item is None and context["queue"]:
-        item = context["queue"][0]
-        context = _qa_context(project, item)
-    return render(request, "annotation/qa_project.html", context)
+    queue = selectors_ui.qa_queue(project=project)
+    if item is None and queue:
+        item = queue[0]
+    return render(request, "annotation/qa_project.html", _qa_context(project, item, queue=queue))
 
 
 @require_GET
-@require_roles(*QA_ROLES)
+@require_roles(*REVIEW_ROLES)
 def qa_item(request, slug: str, item_id: int):
     project = get_object_or_404(Project, slug=slug)
     item = _project_item(project, item_id)
@@ -365,7 +358,7 @@ def qa_item(request, slug: str, item_id: int):
 
 
 @require_POST
-@require_roles(*QA_ROLES)
+@require_roles(*REVIEW_ROLES)
 def qa_review(request, slug: str, item_id: int):
     """Accept / reject (with a reason; the item goes back to the queue) / relabel, then show the
     next item of the queue."""
@@ -386,8 +379,8 @@ def qa_review(request, slug: str, item_id: int):
             services.review_item(
                 item_id=item.pk, reviewer=request.user, action=action, reason=reason, label=label
             )
-        except (exceptions.InvalidLabel, exceptions.LeaseConflict, ValidationError) as exc:
-            error = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+        except exceptions.AnnotationError as exc:
+            error = exc.message
         else:
             verbs = {"accept": "Accepted", "reject": "Rejected", "relabel": "Relabeled"}
             flash = f"{verbs[action]} item #{item.pk}."
@@ -397,9 +390,10 @@ def qa_review(request, slug: str, item_id: int):
     else:
         queue = selectors_ui.qa_queue(project=project)
         following = next((i for i in queue if i.pk > item.pk), queue[0] if queue else None)
-        context = _qa_context(project, following, flash=flash)
+        context = _qa_context(project, following, queue=queue, flash=flash)
         status = 200
     if request.htmx:
+        # 4xx panels are swapped in too (htmx-config meta in qa_project.html).
         response = render(request, "annotation/qa_project.html#qa-panel", context, status=status)
         if following_id := (context["selected"].pk if context["selected"] else None):
             response["HX-Push-Url"] = f"{reverse('qa', args=[slug])}?item={following_id}"

@@ -23,7 +23,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from feedback.ml.data import CachedDataset, Sample, build_cache, group_split, make_collate  # noqa: E402
@@ -47,14 +46,16 @@ def load_manifest(manifest: Path) -> list[Sample]:
     out = []
     for line in manifest.read_text().splitlines():
         row = json.loads(line)
-        out.append(Sample(
-            creative_path=str(root / row["image"]),
-            product_path=str(root / row["product_image"]),
-            label=RF1M_SLUGS.index(row["label"]),
-            caption=row.get("title", ""),
-            group=row["sku"],
-            placement=row.get("params", {}).get("box"),
-        ))
+        out.append(
+            Sample(
+                creative_path=str(root / row["image"]),
+                product_path=str(root / row["product_image"]),
+                label=RF1M_SLUGS.index(row["label"]),
+                caption=row.get("title", ""),
+                group=row["sku"],
+                placement=row.get("params", {}).get("box"),
+            )
+        )
     return out
 
 
@@ -75,8 +76,13 @@ def loader_vs_model(cfg, samples, cache_dir, batch_size, seconds=15.0) -> dict[s
     model = RFNet(cfg)
     cache = build_cache(samples, cache_dir, cfg.image_size)
     ds = CachedDataset(cache, samples, cfg.modalities, augment=True)
-    dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=True,
-                                     collate_fn=make_collate(model.tokenize))
+    dl = torch.utils.data.DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        collate_fn=make_collate(model.tokenize),
+    )
     t, n = time.time(), 0
     batches = []
     for batch in dl:
@@ -101,15 +107,28 @@ def loader_vs_model(cfg, samples, cache_dir, batch_size, seconds=15.0) -> dict[s
 def run(name: str, cfg, tc: TrainConfig, splits, out: Path) -> dict:
     tr, va, te = splits
     t = time.time()
-    result = train(model_config=cfg, train_config=tc, train=tr, val=va, test=te, out_dir=out,
-                   reporter=Reporter(name), resume=False)
+    result = train(
+        model_config=cfg,
+        train_config=tc,
+        train=tr,
+        val=va,
+        test=te,
+        out_dir=out,
+        reporter=Reporter(name),
+        resume=False,
+    )
     wall = time.time() - t
     m = result.metrics
     train_s = sum(h["train_seconds"] for h in result.history)
     seen = sum(h["train_seconds"] * h["train_images_per_s"] for h in result.history)
-    return {"metrics": m, "wall_s": wall, "train_s": train_s,
-            "train_images_per_s": seen / max(train_s, 1e-9), "best_dir": str(result.best_dir),
-            "params": count_parameters(RFNet(cfg))}
+    return {
+        "metrics": m,
+        "wall_s": wall,
+        "train_s": train_s,
+        "train_images_per_s": seen / max(train_s, 1e-9),
+        "best_dir": str(result.best_dir),
+        "params": count_parameters(RFNet(cfg)),
+    }
 
 
 def main() -> None:
@@ -136,10 +155,19 @@ def main() -> None:
     work = Path(args.work)
     cache_dir = work / "cache"
     over = {"image_size": args.image_size} if args.image_size else {}
-    tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                     schedule="cosine", warmup_steps=100, weight_decay=0.05, seed=args.seed,
-                     cache_dir=str(cache_dir), cache_workers=args.workers,
-                     early_stopping_patience=None, translate=0.04)
+    tc = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        schedule="cosine",
+        warmup_steps=100,
+        weight_decay=0.05,
+        seed=args.seed,
+        cache_dir=str(cache_dir),
+        cache_workers=args.workers,
+        early_stopping_patience=None,
+        translate=0.04,
+    )
     results = {}
     names = [args.only] if args.only else ["small", "single_image"]
     for name in names:
@@ -157,8 +185,11 @@ def main() -> None:
         scorer.score(te, batch_size=64)
         results[name]["score_uncached_images_per_s"] = len(te) / (time.time() - t)
         tm = results[name]["metrics"]["test"]
-        print(f"{name}: test macro-F1 {tm['macro_f1']:.4f} acc {tm['accuracy']:.4f} "
-              f"wall {results[name]['wall_s']:.0f}s", flush=True)
+        print(
+            f"{name}: test macro-F1 {tm['macro_f1']:.4f} acc {tm['accuracy']:.4f} "
+            f"wall {results[name]['wall_s']:.0f}s",
+            flush=True,
+        )
     (work / "results.json").write_text(json.dumps(results, indent=2, default=str))
     text = report(args, splits, results)
     print(text)
@@ -199,19 +230,26 @@ def report(args, splits, results) -> str:
             f"{r['cache_s']:.0f}s) | {r['train_images_per_s']:.0f} | "
             f"{r['loader_images_per_s']:.0f} | {r['model_train_images_per_s']:.0f} | "
             f"{r['metrics'].get('test_images_per_s', 0):.0f} | "
-            f"{r['score_uncached_images_per_s']:.0f} |")
-    lines += ["", "Per-class test F1:", "",
-              "| model | " + " | ".join(RF1M_SLUGS) + " |",
-              "|---|" + "---|" * len(RF1M_SLUGS)]
+            f"{r['score_uncached_images_per_s']:.0f} |"
+        )
+    lines += [
+        "",
+        "Per-class test F1:",
+        "",
+        "| model | " + " | ".join(RF1M_SLUGS) + " |",
+        "|---|" + "---|" * len(RF1M_SLUGS),
+    ]
     for name, r in results.items():
         pc = r["metrics"]["test"]["per_class"]
-        lines.append(f"| {name} | " + " | ".join(f"{pc[c]['f1']:.3f}" for c in RF1M_SLUGS)
-                     + " |")
+        lines.append(f"| {name} | " + " | ".join(f"{pc[c]['f1']:.3f}" for c in RF1M_SLUGS) + " |")
     if {"small", "single_image"} <= set(results):
         pa, pb = (results[k]["metrics"]["test"]["per_class"] for k in ("small", "single_image"))
         wins = {c: pa[c]["f1"] - pb[c]["f1"] for c in ("unsuitable", "shape_hallucination")}
-        lines += ["", "Multimodal minus single_image F1: " + ", ".join(
-            f"{c} {v:+.3f}" for c, v in wins.items())]
+        lines += [
+            "",
+            "Multimodal minus single_image F1: "
+            + ", ".join(f"{c} {v:+.3f}" for c, v in wins.items()),
+        ]
     lines.append("")
     return "\n".join(lines)
 

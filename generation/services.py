@@ -10,6 +10,7 @@ from pathlib import Path
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.utils import timezone
 
 from generation import images
 from generation.models import Creative, Product
@@ -119,6 +120,71 @@ class CreativeRow:
     external_id: str = ""
 
 
+def insert_rows(model, fields: list[str], rows: Iterable[tuple], *, ignore_conflicts=False) -> None:
+    """INSERT many rows with one prepared statement (executemany), in batches.
+
+    Django's bulk_create builds one multi-row statement per ~70 rows on SQLite (999 bound
+    parameters) and instantiates a model per row; at 100k+ rows that dominates the import. Values
+    are passed as given except fields that need adapting (JSON, date/time), which go through the
+    field's own get_db_prep_save. `created_at`-style auto_now_add fields must be in `fields`.
+    """
+    from django.db import connections, router
+    from django.db.models import DateField, JSONField
+    from django.db.models.constants import OnConflict
+
+    conn = connections[router.db_for_write(model)]
+    fobjs = [model._meta.get_field(name) for name in fields]
+    # Columns not given (e.g. fields added later by another app owner) get their defaults.
+    given = {f.name for f in fobjs}
+    now = timezone.now()
+    extra_fields, extra_values = [], []
+    for f in model._meta.concrete_fields:
+        if f.primary_key or f.name in given:
+            continue
+        if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
+            value = now
+        elif f.has_default() or not f.null:
+            value = f.get_default()
+        else:
+            value = None
+        extra_fields.append(f)
+        extra_values.append(value)
+    fobjs += extra_fields
+    extra = tuple(extra_values)
+    qn = conn.ops.quote_name
+    on_conflict = OnConflict.IGNORE if ignore_conflicts else None
+    sql = "{} {} ({}) VALUES ({}) {}".format(
+        conn.ops.insert_statement(on_conflict=on_conflict),
+        qn(model._meta.db_table),
+        ", ".join(qn(f.column) for f in fobjs),
+        ", ".join(["%s"] * len(fobjs)),
+        conn.ops.on_conflict_suffix_sql(fobjs, on_conflict, None, None) if on_conflict else "",
+    ).strip()
+    prep = [
+        i for i, f in enumerate(fobjs) if isinstance(f, (JSONField, DateField))
+    ]  # DateTimeField is a DateField
+
+    def adapt(row):
+        if extra:
+            row = tuple(row) + extra
+        if not prep:
+            return row
+        row = list(row)
+        for i in prep:
+            row[i] = fobjs[i].get_db_prep_save(row[i], conn)
+        return row
+
+    batch: list = []
+    with conn.cursor() as cursor:
+        for row in rows:
+            batch.append(adapt(row))
+            if len(batch) >= 5000:
+                cursor.executemany(sql, batch)
+                batch = []
+        if batch:
+            cursor.executemany(sql, batch)
+
+
 def _chunks(seq: list, size: int = LOOKUP_CHUNK) -> Iterable[list]:
     for start in range(0, len(seq), size):
         yield seq[start : start + size]
@@ -143,22 +209,19 @@ def bulk_get_or_create_products(rows: Iterable[ProductRow]) -> dict[str, int]:
     rows = {r.sku: r for r in rows}
     with transaction.atomic():
         have = product_ids_by_sku(rows)
-        new = [
-            Product(
-                sku=r.sku,
-                title=r.title,
-                category=r.category,
-                image=r.image,
-                sha256=r.sha256,
-                width=r.width,
-                height=r.height,
-            )
-            for sku, r in rows.items()
-            if sku not in have
-        ]
+        now = timezone.now()
+        new = [r for sku, r in rows.items() if sku not in have]
         if new:
             # ignore_conflicts: a concurrent import may insert the same SKU; ids re-read below.
-            Product.objects.bulk_create(new, batch_size=BATCH_SIZE, ignore_conflicts=True)
+            insert_rows(
+                Product,
+                ["sku", "title", "category", "image", "sha256", "width", "height", "created_at"],
+                (
+                    (r.sku, r.title, r.category, r.image, r.sha256, r.width, r.height, now)
+                    for r in new
+                ),
+                ignore_conflicts=True,
+            )
             have.update(product_ids_by_sku([p.sku for p in new]))
     return have
 
@@ -170,26 +233,47 @@ def bulk_get_or_create_creatives(
     rows = {r.sha256: r for r in rows}
     with transaction.atomic():
         have = creative_ids_by_sha(rows)
-        new = [
-            Creative(
-                product_id=product_ids[r.sku],
-                image=r.image,
-                thumbnail=r.thumbnail,
-                sha256=r.sha256,
-                width=r.width,
-                height=r.height,
-                prompt=r.prompt,
-                negative_prompt=r.negative_prompt,
-                seed=r.seed,
-                generator=r.generator,
-                generator_version=r.generator_version,
-                params=r.params,
-                external_id=r.external_id,
-            )
-            for sha, r in rows.items()
-            if sha not in have
-        ]
+        now = timezone.now()
+        new = [r for sha, r in rows.items() if sha not in have]
         if new:
-            Creative.objects.bulk_create(new, batch_size=BATCH_SIZE, ignore_conflicts=True)
+            insert_rows(
+                Creative,
+                [
+                    "product",
+                    "image",
+                    "thumbnail",
+                    "sha256",
+                    "width",
+                    "height",
+                    "prompt",
+                    "negative_prompt",
+                    "seed",
+                    "generator",
+                    "generator_version",
+                    "params",
+                    "external_id",
+                    "created_at",
+                ],
+                (
+                    (
+                        product_ids[r.sku],
+                        r.image,
+                        r.thumbnail,
+                        r.sha256,
+                        r.width,
+                        r.height,
+                        r.prompt,
+                        r.negative_prompt,
+                        r.seed,
+                        r.generator,
+                        r.generator_version,
+                        r.params,
+                        r.external_id,
+                        now,
+                    )
+                    for r in new
+                ),
+                ignore_conflicts=True,
+            )
             have.update(creative_ids_by_sha([c.sha256 for c in new]))
     return have, len(new)

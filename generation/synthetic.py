@@ -41,8 +41,8 @@ _WORK_SIDE = 320  # longest side of the tight crop the scenes are rendered from
 
 _FALLBACK_PROMPTS = [
     {
-        "prompt": "front view of a product placed on a {} desktop, bright indoor scene, soft light, "
-        "commercial photography, 4k, photorealistic",
+        "prompt": "front view of a product placed on a {} desktop, bright indoor scene, "
+        "soft light, commercial photography, 4k, photorealistic",
         "negative_prompt": "lowres, watermark, text, blurry, worst quality",
     },
     {
@@ -372,17 +372,23 @@ def _draw_box(p: _Painter, rng, c, acc):
     y0 = y1 - h
     p.part(lambda d: d.rectangle([x0, y0, x0 + w, y1], 255), c, "vert")
     p.part(
-        lambda d: d.polygon([(x0 + w, y0), (x0 + w + dx, y0 - dy), (x0 + w + dx, y1 - dy), (x0 + w, y1)], 255),
+        lambda d: d.polygon(
+            [(x0 + w, y0), (x0 + w + dx, y0 - dy), (x0 + w + dx, y1 - dy), (x0 + w, y1)], 255
+        ),
         c,
         "side",
     )
     p.part(
-        lambda d: d.polygon([(x0, y0), (x0 + dx, y0 - dy), (x0 + w + dx, y0 - dy), (x0 + w, y0)], 255),
+        lambda d: d.polygon(
+            [(x0, y0), (x0 + dx, y0 - dy), (x0 + w + dx, y0 - dy), (x0 + w, y0)], 255
+        ),
         c,
         "top",
     )
     band = rng.uniform(0.25, 0.55)
-    p.part(lambda d: d.rectangle([x0, y0 + h * band, x0 + w, y0 + h * (band + 0.18)], 255), acc, "flat")
+    p.part(
+        lambda d: d.rectangle([x0, y0 + h * band, x0 + w, y0 + h * (band + 0.18)], 255), acc, "flat"
+    )
     p.text(x0 + w * 0.15, y0 + h * 0.05, x0 + w * 0.85, y0 + h * band, acc * 0.5 + 0.2, lines=2)
 
 
@@ -398,8 +404,15 @@ def _draw_can(p: _Painter, rng, c, acc, wide=False):
     lid = acc if wide else c * 0.8 + 0.2
     lh = h * (0.22 if wide else 0.0)
     if lh:
-        p.part(lambda d: d.rectangle([cx - w / 2 - 3, y0 - lh * 0.3, cx + w / 2 + 3, y0 + lh], 255), lid)
-    p.part(lambda d: d.ellipse([cx - w / 2, y0 - e - lh * 0.3, cx + w / 2, y0 + e - lh * 0.3], 255), lid, "top")
+        p.part(
+            lambda d: d.rectangle([cx - w / 2 - 3, y0 - lh * 0.3, cx + w / 2 + 3, y0 + lh], 255),
+            lid,
+        )
+    p.part(
+        lambda d: d.ellipse([cx - w / 2, y0 - e - lh * 0.3, cx + w / 2, y0 + e - lh * 0.3], 255),
+        lid,
+        "top",
+    )
     ly0, ly1 = y0 + h * 0.35, y0 + h * 0.75
     p.part(lambda d: d.rectangle([cx - w / 2, ly0, cx + w / 2, ly1], 255), _accent(rng, c), box=box)
     p.text(cx - w * 0.3, ly0, cx + w * 0.3, ly1, c * 0.5, lines=2)
@@ -415,9 +428,16 @@ def _draw_tube(p: _Painter, rng, c, acc):
     ch = h * 0.15
     y0 = y1 - h
     tw = w * 1.2
-    p.part(lambda d: d.rounded_rectangle([cx - w * 0.4, y1 - ch, cx + w * 0.4, y1], 4, 255), acc, gloss=0.4)
     p.part(
-        lambda d: d.polygon([(cx - tw / 2, y0), (cx + tw / 2, y0), (cx + w / 2, y1 - ch), (cx - w / 2, y1 - ch)], 255),
+        lambda d: d.rounded_rectangle([cx - w * 0.4, y1 - ch, cx + w * 0.4, y1], 4, 255),
+        acc,
+        gloss=0.4,
+    )
+    p.part(
+        lambda d: d.polygon(
+            [(cx - tw / 2, y0), (cx + tw / 2, y0), (cx + w / 2, y1 - ch), (cx - w / 2, y1 - ch)],
+            255,
+        ),
         c,
         box=(cx - tw / 2, y0, cx + tw / 2, y1),
     )
@@ -433,13 +453,37 @@ def _draw_speaker(p: _Painter, rng, c, acc):
     y0 = y1 - lh - h
     if feet:
         for fx in (cx - w * 0.35, cx + w * 0.35 - 8):
-            p.part(lambda d, fx=fx: d.polygon([(fx, y1 - lh - 2), (fx + 9, y1 - lh - 2), (fx + 6 + (fx - cx) * 0.15, y1), (fx + 3 + (fx - cx) * 0.15, y1)], 255), acc * 0.6, "flat")
-    p.part(lambda d: d.rounded_rectangle([cx - w / 2, y0, cx + w / 2, y0 + h], h * 0.3, 255), c, "vert")
+            p.part(
+                lambda d, fx=fx: d.polygon(
+                    [
+                        (fx, y1 - lh - 2),
+                        (fx + 9, y1 - lh - 2),
+                        (fx + 6 + (fx - cx) * 0.15, y1),
+                        (fx + 3 + (fx - cx) * 0.15, y1),
+                    ],
+                    255,
+                ),
+                acc * 0.6,
+                "flat",
+            )
+    p.part(
+        lambda d: d.rounded_rectangle([cx - w / 2, y0, cx + w / 2, y0 + h], h * 0.3, 255), c, "vert"
+    )
     gc = c * 0.55
     for gx in (cx - w * 0.24, cx + w * 0.24):
         r = h * 0.3
-        p.part(lambda d, gx=gx, r=r: d.ellipse([gx - r, y0 + h / 2 - r, gx + r, y0 + h / 2 + r], 255), gc, "flat")
-        p.part(lambda d, gx=gx, r=r: d.ellipse([gx - r * 0.35, y0 + h / 2 - r * 0.35, gx + r * 0.35, y0 + h / 2 + r * 0.35], 255), acc, "cyl")
+        p.part(
+            lambda d, gx=gx, r=r: d.ellipse([gx - r, y0 + h / 2 - r, gx + r, y0 + h / 2 + r], 255),
+            gc,
+            "flat",
+        )
+        p.part(
+            lambda d, gx=gx, r=r: d.ellipse(
+                [gx - r * 0.35, y0 + h / 2 - r * 0.35, gx + r * 0.35, y0 + h / 2 + r * 0.35], 255
+            ),
+            acc,
+            "cyl",
+        )
 
 
 def _draw_suitcase(p: _Painter, rng, c, acc):
@@ -452,11 +496,29 @@ def _draw_suitcase(p: _Painter, rng, c, acc):
     for wx in (cx - w * 0.38, cx + w * 0.38):
         p.part(lambda d, wx=wx: d.ellipse([wx - wh, y1 - 2 * wh, wx + wh, y1], 255), dark, "flat")
     for hx in (cx - w * 0.18, cx + w * 0.18):
-        p.part(lambda d, hx=hx: d.rectangle([hx - 3, y0 - hh, hx + 3, y0 + 5], 255), np.array([0.6, 0.6, 0.62], np.float32), "cyl")
-    p.part(lambda d: d.rounded_rectangle([cx - w * 0.22, y0 - hh - 10, cx + w * 0.22, y0 - hh + 4], 5, 255), dark, "flat")
-    p.part(lambda d: d.rounded_rectangle([cx - w / 2, y0, cx + w / 2, y1 - wh], w * 0.1, 255), c, gloss=0.15)
+        p.part(
+            lambda d, hx=hx: d.rectangle([hx - 3, y0 - hh, hx + 3, y0 + 5], 255),
+            np.array([0.6, 0.6, 0.62], np.float32),
+            "cyl",
+        )
+    p.part(
+        lambda d: d.rounded_rectangle(
+            [cx - w * 0.22, y0 - hh - 10, cx + w * 0.22, y0 - hh + 4], 5, 255
+        ),
+        dark,
+        "flat",
+    )
+    p.part(
+        lambda d: d.rounded_rectangle([cx - w / 2, y0, cx + w / 2, y1 - wh], w * 0.1, 255),
+        c,
+        gloss=0.15,
+    )
     for rx in np.linspace(cx - w * 0.3, cx + w * 0.3, int(rng.integers(2, 5))):
-        p.part(lambda d, rx=rx: d.rectangle([rx - 2, y0 + h * 0.06, rx + 2, y1 - wh - h * 0.06], 255), c * 0.8, "flat")
+        p.part(
+            lambda d, rx=rx: d.rectangle([rx - 2, y0 + h * 0.06, rx + 2, y1 - wh - h * 0.06], 255),
+            c * 0.8,
+            "flat",
+        )
 
 
 def _draw_mug(p: _Painter, rng, c, acc):
@@ -466,9 +528,19 @@ def _draw_mug(p: _Painter, rng, c, acc):
     r = h * rng.uniform(0.22, 0.3)
     t = max(8, r * 0.35)
     hx = cx + w / 2
-    p.part(lambda d: d.ellipse([hx - r, y0 + h * 0.45 - r, hx + r, y0 + h * 0.45 + r], outline=255, width=int(t)), c, "flat")
+    p.part(
+        lambda d: d.ellipse(
+            [hx - r, y0 + h * 0.45 - r, hx + r, y0 + h * 0.45 + r], outline=255, width=int(t)
+        ),
+        c,
+        "flat",
+    )
     p.part(lambda d: d.rounded_rectangle([cx - w / 2, y0, cx + w / 2, y1], w * 0.08, 255), c)
-    p.part(lambda d: d.ellipse([cx - w / 2, y0 - w * 0.06, cx + w / 2, y0 + w * 0.06], 255), c * 0.45, "flat")
+    p.part(
+        lambda d: d.ellipse([cx - w / 2, y0 - w * 0.06, cx + w / 2, y0 + w * 0.06], 255),
+        c * 0.45,
+        "flat",
+    )
     if rng.random() < 0.6:
         p.text(cx - w * 0.3, y0 + h * 0.3, cx + w * 0.3, y0 + h * 0.7, _accent(rng, c), lines=2)
 
@@ -480,10 +552,22 @@ def _draw_lamp(p: _Painter, rng, c, acc):
     bw, bh = rng.uniform(0.3, 0.45) * _D, _D * 0.06
     stem = rng.uniform(0.25, 0.4) * _D
     p.part(lambda d: d.ellipse([cx - bw / 2, y1 - bh, cx + bw / 2, y1], 255), acc, gloss=0.3)
-    p.part(lambda d: d.rectangle([cx - 5, y1 - bh / 2 - stem, cx + 5, y1 - bh / 2], 255), acc, gloss=0.4)
+    p.part(
+        lambda d: d.rectangle([cx - 5, y1 - bh / 2 - stem, cx + 5, y1 - bh / 2], 255),
+        acc,
+        gloss=0.4,
+    )
     ys = y1 - bh / 2 - stem
     p.part(
-        lambda d: d.polygon([(cx - sw * 0.3, ys - sh), (cx + sw * 0.3, ys - sh), (cx + sw / 2, ys + 6), (cx - sw / 2, ys + 6)], 255),
+        lambda d: d.polygon(
+            [
+                (cx - sw * 0.3, ys - sh),
+                (cx + sw * 0.3, ys - sh),
+                (cx + sw / 2, ys + 6),
+                (cx - sw / 2, ys + 6),
+            ],
+            255,
+        ),
         c,
         box=(cx - sw / 2, ys - sh, cx + sw / 2, ys),
     )
@@ -494,12 +578,27 @@ def _draw_perfume(p: _Painter, rng, c, acc):
     w, h = rng.uniform(0.45, 0.6) * _D, rng.uniform(0.4, 0.5) * _D
     y0 = y1 - h
     glass = c * 0.6 + 0.35
-    p.part(lambda d: d.rounded_rectangle([cx - w / 2, y0, cx + w / 2, y1], 10, 255), glass, gloss=0.5)
-    p.part(lambda d: d.rounded_rectangle([cx - w * 0.38, y0 + h * 0.15, cx + w * 0.38, y1 - h * 0.08], 8, 255), c, gloss=0.2)
+    p.part(
+        lambda d: d.rounded_rectangle([cx - w / 2, y0, cx + w / 2, y1], 10, 255), glass, gloss=0.5
+    )
+    p.part(
+        lambda d: d.rounded_rectangle(
+            [cx - w * 0.38, y0 + h * 0.15, cx + w * 0.38, y1 - h * 0.08], 8, 255
+        ),
+        c,
+        gloss=0.2,
+    )
     nw = w * 0.22
-    p.part(lambda d: d.rectangle([cx - nw / 2, y0 - 14, cx + nw / 2, y0 + 2], 255), np.array([0.8, 0.7, 0.4], np.float32))
+    p.part(
+        lambda d: d.rectangle([cx - nw / 2, y0 - 14, cx + nw / 2, y0 + 2], 255),
+        np.array([0.8, 0.7, 0.4], np.float32),
+    )
     cw, chh = w * rng.uniform(0.35, 0.6), h * rng.uniform(0.35, 0.6)
-    p.part(lambda d: d.rounded_rectangle([cx - cw / 2, y0 - 12 - chh, cx + cw / 2, y0 - 12], 6, 255), acc, gloss=0.4)
+    p.part(
+        lambda d: d.rounded_rectangle([cx - cw / 2, y0 - 12 - chh, cx + cw / 2, y0 - 12], 6, 255),
+        acc,
+        gloss=0.4,
+    )
     p.text(cx - w * 0.25, y0 + h * 0.35, cx + w * 0.25, y0 + h * 0.7, glass, lines=2)
 
 
@@ -626,14 +725,30 @@ def _pick_surface(rng, wall, avoid) -> tuple[np.ndarray, str]:
     for _ in range(24):
         r = rng.random()
         if r < 0.3:
-            c, tex = _hsv_to_rgb(rng.uniform(0.05, 0.1), rng.uniform(0.35, 0.6), rng.uniform(0.35, 0.75)), "wood"
+            c, tex = (
+                _hsv_to_rgb(
+                    rng.uniform(0.05, 0.1), rng.uniform(0.35, 0.6), rng.uniform(0.35, 0.75)
+                ),
+                "wood",
+            )
         elif r < 0.55:
             c, tex = np.full(3, rng.uniform(0.85, 0.97), np.float32), "marble"
         elif r < 0.75:
-            c, tex = np.full(3, rng.uniform(0.2, 0.5), np.float32) + rng.uniform(-0.03, 0.03, 3).astype(np.float32), "stone"
+            c, tex = (
+                np.full(3, rng.uniform(0.2, 0.5), np.float32)
+                + rng.uniform(-0.03, 0.03, 3).astype(np.float32),
+                "stone",
+            )
         else:
             h, s, v = _rgb_to_hsv(wall)
-            c, tex = _hsv_to_rgb((h + rng.uniform(-0.1, 0.1)) % 1, s * rng.uniform(0.5, 1.2), np.clip(v * rng.uniform(0.6, 1.2), 0.15, 0.97)), "cloth"
+            c, tex = (
+                _hsv_to_rgb(
+                    (h + rng.uniform(-0.1, 0.1)) % 1,
+                    s * rng.uniform(0.5, 1.2),
+                    np.clip(v * rng.uniform(0.6, 1.2), 0.15, 0.97),
+                ),
+                "cloth",
+            )
         if not avoid or min(_dist(c, a) for a in avoid) >= 0.3:
             return np.clip(c, 0, 1).astype(np.float32), tex
     return np.clip(c, 0, 1).astype(np.float32), tex
@@ -654,7 +769,11 @@ def _render_scene(rng, S, horizon, front, wall, surface, tex, kind, product_tex=
         img[:h] = sky0 * (1 - grad) + sky1 * grad
         hill = _hsv_to_rgb(rng.uniform(0.22, 0.4), rng.uniform(0.3, 0.55), rng.uniform(0.35, 0.6))
         xline = np.arange(S, dtype=np.float32) / S
-        ridge = h - S * (0.06 + 0.05 * np.sin(xline * rng.uniform(4, 9) + rng.uniform(0, 6)) + 0.03 * np.sin(xline * 17 + rng.uniform(0, 6)))
+        ridge = h - S * (
+            0.06
+            + 0.05 * np.sin(xline * rng.uniform(4, 9) + rng.uniform(0, 6))
+            + 0.03 * np.sin(xline * 17 + rng.uniform(0, 6))
+        )
         mask = (np.arange(h)[:, None] >= ridge[None, :]).astype(np.float32)[..., None]
         img[:h] = img[:h] * (1 - mask) + hill * mask
         for _ in range(int(rng.integers(1, 4))):
@@ -672,7 +791,7 @@ def _render_scene(rng, S, horizon, front, wall, surface, tex, kind, product_tex=
             img[:h] *= 1 - 0.05 * (np.sin(xs[0, :, 0] * f * np.pi) > 0)[None, :, None]
         elif pattern == "tiles":
             t = int(S * rng.uniform(0.06, 0.12))
-            grid = ((np.arange(S) % t) < max(1, S // 200 + 1))
+            grid = (np.arange(S) % t) < max(1, S // 200 + 1)
             lines = (grid[:h, None] | grid[None, :]).astype(np.float32)[..., None]
             img[:h] = img[:h] * (1 - 0.12 * lines)
         elif pattern == "panel":
@@ -708,7 +827,9 @@ def _render_scene(rng, S, horizon, front, wall, surface, tex, kind, product_tex=
             veins = np.abs(np.sin(_noise(rng, S, 4)[h:front] * rng.uniform(4, 8)))
             img[h:front] *= (1 - 0.07 * np.clip(0.12 - veins, 0, 1) / 0.12)[..., None]
         elif tex in ("stone", "cloth"):
-            img[h:front] *= (1 + 0.04 * _noise(rng, S, int(rng.integers(8, 20)))[h:front])[..., None]
+            img[h:front] *= (1 + 0.04 * _noise(rng, S, int(rng.integers(8, 20)))[h:front])[
+                ..., None
+            ]
         if product_tex is not None:
             img[h:front] = img[h:front] * 0.6 + product_tex[h:front] * 0.4
         # The back edge: a thin contact line where the table meets the wall.
@@ -769,7 +890,9 @@ def _draw_props(rng, canvas: Image.Image, S, scene: _Scene, keep_out, tint=None)
             y = rng.uniform(S * 0.02, max(S * 0.03, h - hh - S * 0.06))
             fr = col([0.96, 0.95, 0.92] if rng.random() < 0.6 else [0.45, 0.3, 0.18])
             if kind == "window":
-                sky = _hsv_to_rgb(rng.uniform(0.52, 0.6), rng.uniform(0.15, 0.4), rng.uniform(0.85, 1.0))
+                sky = _hsv_to_rgb(
+                    rng.uniform(0.52, 0.6), rng.uniform(0.15, 0.4), rng.uniform(0.85, 1.0)
+                )
                 d.rectangle([x, y, x + w, y + hh], fill=fr)
                 t = max(2, S // 60)
                 d.rectangle([x + t, y + t, x + w - t, y + hh - t], fill=col(sky))
@@ -778,18 +901,29 @@ def _draw_props(rng, canvas: Image.Image, S, scene: _Scene, keep_out, tint=None)
             elif kind == "frame":
                 d.rectangle([x, y, x + w, y + hh], fill=fr)
                 t = max(2, S // 50)
-                d.rectangle([x + t, y + t, x + w - t, y + hh - t], fill=col(_hsv_to_rgb(rng.random(), 0.3, 0.9)))
+                d.rectangle(
+                    [x + t, y + t, x + w - t, y + hh - t],
+                    fill=col(_hsv_to_rgb(rng.random(), 0.3, 0.9)),
+                )
                 for _ in range(3):
                     bx, by = x + rng.uniform(t, w * 0.6), y + rng.uniform(t, hh * 0.6)
-                    d.ellipse([bx, by, bx + w * 0.3, by + hh * 0.3], fill=col(_hsv_to_rgb(rng.random(), 0.6, 0.7)))
+                    d.ellipse(
+                        [bx, by, bx + w * 0.3, by + hh * 0.3],
+                        fill=col(_hsv_to_rgb(rng.random(), 0.6, 0.7)),
+                    )
             else:
                 d.rectangle([x, y + hh - S * 0.02, x + w, y + hh], fill=fr)
                 bx = x + S * 0.02
                 while bx < x + w - S * 0.05:
                     bw, bh = S * rng.uniform(0.02, 0.04), hh * rng.uniform(0.5, 0.9)
-                    d.rectangle([bx, y + hh - S * 0.02 - bh, bx + bw, y + hh - S * 0.02], fill=col(_hsv_to_rgb(rng.random(), 0.5, 0.6)))
+                    d.rectangle(
+                        [bx, y + hh - S * 0.02 - bh, bx + bw, y + hh - S * 0.02],
+                        fill=col(_hsv_to_rgb(rng.random(), 0.5, 0.6)),
+                    )
                     bx += bw + S * rng.uniform(0.0, 0.03)
-            props.append({"kind": str(kind), "box": [round(x), round(y), round(x + w), round(y + hh)]})
+            props.append(
+                {"kind": str(kind), "box": [round(x), round(y), round(x + w), round(y + hh)]}
+            )
     n_table = int(rng.choice([0, 1, 1, 2, 2, 3]))
     for _ in range(n_table):
         kind = rng.choice(["plant", "plant", "vase", "cup", "books", "lamp"])
@@ -797,13 +931,29 @@ def _draw_props(rng, canvas: Image.Image, S, scene: _Scene, keep_out, tint=None)
         if kind == "plant":
             ph, pw = S * rng.uniform(0.2, 0.42), S * rng.uniform(0.07, 0.12)
             x = free_x(pw * 2.2) + pw * 0.6
-            pot = col(_hsv_to_rgb(rng.uniform(0.02, 0.1), rng.uniform(0.3, 0.6), rng.uniform(0.5, 0.85)) if rng.random() < 0.6 else [0.92, 0.92, 0.9])
-            leaf_c = _hsv_to_rgb(rng.uniform(0.22, 0.38), rng.uniform(0.4, 0.7), rng.uniform(0.3, 0.6))
+            pot = col(
+                _hsv_to_rgb(rng.uniform(0.02, 0.1), rng.uniform(0.3, 0.6), rng.uniform(0.5, 0.85))
+                if rng.random() < 0.6
+                else [0.92, 0.92, 0.9]
+            )
+            leaf_c = _hsv_to_rgb(
+                rng.uniform(0.22, 0.38), rng.uniform(0.4, 0.7), rng.uniform(0.3, 0.6)
+            )
             top = base - ph * 0.35
             for _ in range(int(rng.integers(5, 10))):
                 ang = -math.pi / 2 + rng.uniform(-1.1, 1.1)
-                _draw_leaf(d, x + pw / 2, top, ph * rng.uniform(0.45, 0.7), ang, pw * rng.uniform(0.35, 0.6), col(leaf_c * rng.uniform(0.8, 1.2)))
-            d.polygon([(x, top), (x + pw, top), (x + pw * 0.85, base), (x + pw * 0.15, base)], fill=pot)
+                _draw_leaf(
+                    d,
+                    x + pw / 2,
+                    top,
+                    ph * rng.uniform(0.45, 0.7),
+                    ang,
+                    pw * rng.uniform(0.35, 0.6),
+                    col(leaf_c * rng.uniform(0.8, 1.2)),
+                )
+            d.polygon(
+                [(x, top), (x + pw, top), (x + pw * 0.85, base), (x + pw * 0.15, base)], fill=pot
+            )
             box = [x - pw * 0.5, base - ph, x + pw * 1.5, base]
         elif kind == "vase":
             vh, vw = S * rng.uniform(0.12, 0.22), S * rng.uniform(0.05, 0.09)
@@ -811,16 +961,28 @@ def _draw_props(rng, canvas: Image.Image, S, scene: _Scene, keep_out, tint=None)
             fc = _hsv_to_rgb(rng.random(), 0.6, 0.9)
             for _ in range(int(rng.integers(3, 6))):
                 fx, fy = x + vw / 2 + rng.uniform(-vw, vw), base - vh - rng.uniform(0.04, 0.12) * S
-                d.line([(x + vw / 2, base - vh * 0.8), (fx, fy)], fill=col([0.3, 0.5, 0.25]), width=max(1, S // 128))
+                d.line(
+                    [(x + vw / 2, base - vh * 0.8), (fx, fy)],
+                    fill=col([0.3, 0.5, 0.25]),
+                    width=max(1, S // 128),
+                )
                 r = S * rng.uniform(0.012, 0.025)
                 d.ellipse([fx - r, fy - r, fx + r, fy + r], fill=col(fc))
-            d.rounded_rectangle([x, base - vh, x + vw, base], radius=vw * 0.4, fill=col(_hsv_to_rgb(rng.random(), 0.2, 0.85)))
+            d.rounded_rectangle(
+                [x, base - vh, x + vw, base],
+                radius=vw * 0.4,
+                fill=col(_hsv_to_rgb(rng.random(), 0.2, 0.85)),
+            )
             box = [x - vw, base - vh - 0.12 * S, x + 2 * vw, base]
         elif kind == "cup":
             cw, chh = S * rng.uniform(0.05, 0.08), S * rng.uniform(0.05, 0.08)
             x = free_x(cw * 1.5)
             cc = col(_hsv_to_rgb(rng.random(), rng.uniform(0, 0.5), rng.uniform(0.6, 0.95)))
-            d.ellipse([x + cw * 0.7, base - chh * 0.8, x + cw * 1.3, base - chh * 0.3], outline=cc, width=max(2, S // 100))
+            d.ellipse(
+                [x + cw * 0.7, base - chh * 0.8, x + cw * 1.3, base - chh * 0.3],
+                outline=cc,
+                width=max(2, S // 100),
+            )
             d.rectangle([x, base - chh, x + cw, base], fill=cc)
             box = [x, base - chh, x + cw * 1.3, base]
         elif kind == "books":
@@ -830,7 +992,10 @@ def _draw_props(rng, canvas: Image.Image, S, scene: _Scene, keep_out, tint=None)
             for _ in range(int(rng.integers(2, 5))):
                 bh = S * rng.uniform(0.015, 0.03)
                 off = rng.uniform(-0.1, 0.1) * bw
-                d.rectangle([x + off, y - bh, x + off + bw, y], fill=col(_hsv_to_rgb(rng.random(), 0.5, rng.uniform(0.3, 0.8))))
+                d.rectangle(
+                    [x + off, y - bh, x + off + bw, y],
+                    fill=col(_hsv_to_rgb(rng.random(), 0.5, rng.uniform(0.3, 0.8))),
+                )
                 y -= bh
             box = [x, y, x + bw, base]
         else:
@@ -839,7 +1004,15 @@ def _draw_props(rng, canvas: Image.Image, S, scene: _Scene, keep_out, tint=None)
             lc = col(_hsv_to_rgb(rng.random(), rng.uniform(0, 0.3), rng.uniform(0.3, 0.9)))
             d.ellipse([x - sw * 0.3, base - S * 0.015, x + sw * 0.3, base + S * 0.005], fill=lc)
             d.rectangle([x - S * 0.006, base - lh * 0.6, x + S * 0.006, base], fill=lc)
-            d.polygon([(x - sw * 0.3, base - lh), (x + sw * 0.3, base - lh), (x + sw / 2, base - lh * 0.6), (x - sw / 2, base - lh * 0.6)], fill=col([0.97, 0.94, 0.85]))
+            d.polygon(
+                [
+                    (x - sw * 0.3, base - lh),
+                    (x + sw * 0.3, base - lh),
+                    (x + sw / 2, base - lh * 0.6),
+                    (x - sw / 2, base - lh * 0.6),
+                ],
+                fill=col([0.97, 0.94, 0.85]),
+            )
             box = [x - sw / 2, base - lh, x + sw / 2, base]
         props.append({"kind": str(kind), "box": [round(v) for v in box]})
     return props
@@ -933,7 +1106,11 @@ def _shade_part(mask, color, rng, x0, x1):
     """Colour a grafted part like a curved surface of the product (cylindrical shading)."""
     h, w = mask.shape
     u = np.clip((np.arange(w, dtype=np.float32) - x0) / max(1, x1 - x0), 0, 1)
-    f = 0.6 + 0.45 * np.clip(np.sin(np.pi * u), 0, 1) ** 0.6 + 0.2 * np.exp(-(((u - 0.3) / 0.08) ** 2))
+    f = (
+        0.6
+        + 0.45 * np.clip(np.sin(np.pi * u), 0, 1) ** 0.6
+        + 0.2 * np.exp(-(((u - 0.3) / 0.08) ** 2))
+    )
     col = np.asarray(color, np.float32)[None, None, :] * f[None, :, None]
     return np.clip(col, 0, 1) * np.ones((h, 1, 1), np.float32)
 
@@ -989,7 +1166,15 @@ def _hallucinate(layer, rng, colors, S):
                     d.rectangle([cx - pw / 2, top, cx + pw / 2, H - 1 - pw * 0.08], fill=255)
                     d.ellipse([cx - pw / 2, H - 1 - pw * 0.16, cx + pw / 2, H - 1], fill=255)
                 else:
-                    d.polygon([(cx - pw * 0.35, top), (cx + pw * 0.35, top), (cx + pw / 2, H - 1), (cx - pw / 2, H - 1)], fill=255)
+                    d.polygon(
+                        [
+                            (cx - pw * 0.35, top),
+                            (cx + pw * 0.35, top),
+                            (cx + pw / 2, H - 1),
+                            (cx - pw / 2, H - 1),
+                        ],
+                        fill=255,
+                    )
 
             m = _draw_mask((H, W), draw)
             rgb = _shade_part(m, color * rng.uniform(0.85, 1.05), rng, cx - pw / 2, cx + pw / 2)
@@ -1009,7 +1194,15 @@ def _hallucinate(layer, rng, colors, S):
                     t = (i / (n - 1)) - 0.5
                     x_top = cx + t * span
                     x_bot = x_top + t * splay * ext * 2
-                    d.polygon([(x_top - lw / 2, top), (x_top + lw / 2, top), (x_bot + lw * 0.3, H - 1), (x_bot - lw * 0.3, H - 1)], fill=255)
+                    d.polygon(
+                        [
+                            (x_top - lw / 2, top),
+                            (x_top + lw / 2, top),
+                            (x_bot + lw * 0.3, H - 1),
+                            (x_bot - lw * 0.3, H - 1),
+                        ],
+                        fill=255,
+                    )
 
             m = _draw_mask((H, W), draw)
             rgb = _shade_part(m, color * rng.uniform(0.6, 0.95), rng, cx - span / 2, cx + span / 2)
@@ -1040,7 +1233,9 @@ def _hallucinate(layer, rng, colors, S):
             row = rows[1]
         ex = (row[0] if side == "left" else row[-1]) + (3 if side == "left" else -3)
         t = max(3, int(r * rng.uniform(0.2, 0.32)))
-        m = _draw_mask((H, W), lambda d: d.ellipse([ex - r, cy - r, ex + r, cy + r], outline=255, width=t))
+        m = _draw_mask(
+            (H, W), lambda d: d.ellipse([ex - r, cy - r, ex + r, cy + r], outline=255, width=t)
+        )
         m = m * (layer[..., 3] < 0.5)
         rgb = _shade_part(m, color * rng.uniform(0.7, 1.0), rng, ex - r, ex + r)
         layer = _composite_under(layer, rgb, m)
@@ -1058,12 +1253,20 @@ def _hallucinate(layer, rng, colors, S):
 
     def draw(d):
         if style == "cap":
-            d.rounded_rectangle([tx - kw / 2, y_join - ext, tx + kw / 2, y_join], radius=kw * 0.15, fill=255)
+            d.rounded_rectangle(
+                [tx - kw / 2, y_join - ext, tx + kw / 2, y_join], radius=kw * 0.15, fill=255
+            )
         elif style == "knob":
             d.rectangle([tx - kw * 0.2, y_join - ext * 0.6, tx + kw * 0.2, y_join], fill=255)
             d.ellipse([tx - kw / 2, y_join - ext, tx + kw / 2, y_join - ext * 0.45], fill=255)
         else:
-            d.arc([tx - kw, y_join - ext, tx + kw, y_join + ext], 180, 360, fill=255, width=max(3, int(kw * 0.18)))
+            d.arc(
+                [tx - kw, y_join - ext, tx + kw, y_join + ext],
+                180,
+                360,
+                fill=255,
+                width=max(3, int(kw * 0.18)),
+            )
 
     m = _draw_mask((H, W), draw)
     col = np.median(body, axis=0) if len(body) and rng.random() < 0.5 else color
@@ -1196,11 +1399,17 @@ def generate_example(
     shadow_y = ground
     float_gap = 0
     if defect == "space_mismatch":
-        variant = "wall" if (rng.random() < 0.35 and horizon - margin > obj_h + S * 0.12) else "float"
+        variant = (
+            "wall" if (rng.random() < 0.35 and horizon - margin > obj_h + S * 0.12) else "float"
+        )
         if variant == "float":
             # The shadow stays on the table; the product hangs clearly above it.
             gap_min = int(S * 0.1)
-            ground = int(rng.uniform(max(horizon + S * 0.08, obj_h + gap_min + margin), hi + 1)) if hi > max(horizon + S * 0.08, obj_h + gap_min + margin) else hi
+            ground = (
+                int(rng.uniform(max(horizon + S * 0.08, obj_h + gap_min + margin), hi + 1))
+                if hi > max(horizon + S * 0.08, obj_h + gap_min + margin)
+                else hi
+            )
             max_gap = ground - obj_h - margin
             float_gap = int(rng.uniform(gap_min, max(gap_min + 1, min(max_gap, S * 0.25))))
             stand_y = ground - float_gap
@@ -1244,7 +1453,9 @@ def generate_example(
         c0 = colors[0]
         wall = np.clip(c0 + rng.uniform(-0.05, 0.05, 3).astype(np.float32), 0, 1)
         alt = colors[1] if len(colors) > 1 and rng.random() < 0.4 else c0
-        surface = np.clip(alt * rng.uniform(0.9, 1.08) + rng.uniform(-0.04, 0.04, 3).astype(np.float32), 0, 1)
+        surface = np.clip(
+            alt * rng.uniform(0.9, 1.08) + rng.uniform(-0.04, 0.04, 3).astype(np.float32), 0, 1
+        )
         tex = str(rng.choice(["stone", "cloth", "marble"]))
         tint = c0
         if rng.random() < 0.5:
@@ -1276,14 +1487,38 @@ def generate_example(
     if shadow_y is not None:
         if defect == "space_mismatch":
             # Detached: smaller, fainter, on the table under the product.
-            _ellipse_shadow(img, foot_x, shadow_y, fext * rng.uniform(0.35, 0.55), max(2, fext * 0.06), shadow_strength * 0.6, 2.0)
+            _ellipse_shadow(
+                img,
+                foot_x,
+                shadow_y,
+                fext * rng.uniform(0.35, 0.55),
+                max(2, fext * 0.06),
+                shadow_strength * 0.6,
+                2.0,
+            )
         else:
             if rng.random() < 0.6:
                 _cast_shadow(img, layer, lx, ly, shadow_strength * 0.55, rng, S)
             ry = max(2.5, fext * rng.uniform(0.08, 0.14))
-            _ellipse_shadow(img, foot_x, shadow_y + ry * 0.2, fext * rng.uniform(0.6, 0.8) + 2, ry, shadow_strength, 1.0)
+            _ellipse_shadow(
+                img,
+                foot_x,
+                shadow_y + ry * 0.2,
+                fext * rng.uniform(0.6, 0.8) + 2,
+                ry,
+                shadow_strength,
+                1.0,
+            )
             # Contact occlusion: the darkest line right where the product touches the table.
-            _ellipse_shadow(img, foot_x, shadow_y, fext * 0.52 + 1, max(1.5, fext * 0.04), min(0.85, shadow_strength * 1.5), 0.7)
+            _ellipse_shadow(
+                img,
+                foot_x,
+                shadow_y,
+                fext * 0.52 + 1,
+                max(1.5, fext * 0.04),
+                min(0.85, shadow_strength * 1.5),
+                0.7,
+            )
 
     # The product: lit like the scene, then composited.
     light = np.clip(1 + rng.uniform(-0.08, 0.05, 3), 0.85, 1.1).astype(np.float32)
@@ -1309,7 +1544,10 @@ def generate_example(
     img *= gain
     vig = rng.uniform(0.0, 0.35)
     if vig > 0.02:
-        r2 = ((np.arange(S, dtype=np.float32)[None, :] / S - 0.5) ** 2 + (np.arange(S, dtype=np.float32)[:, None] / S - 0.5) ** 2) * 2
+        r2 = (
+            (np.arange(S, dtype=np.float32)[None, :] / S - 0.5) ** 2
+            + (np.arange(S, dtype=np.float32)[:, None] / S - 0.5) ** 2
+        ) * 2
         img *= (1 - vig * r2)[..., None]
     grain = rng.uniform(0.0, 0.02) if rng.random() < 0.5 else 0.0
     if grain > 0.004:
@@ -1329,7 +1567,15 @@ def generate_example(
             "visible_fraction": round(visible_area / max(src_area, 1e-6), 4),
             "surface_y": int(shadow_y if shadow_y is not None else ground),
             "horizon_y": int(horizon),
-            "scene": {"kind": kind, "table_front_y": int(front), "wall": _u8(wall), "surface": _u8(surface), "texture": tex, "props": scene.props, "blur": round(float(blur), 2)},
+            "scene": {
+                "kind": kind,
+                "table_front_y": int(front),
+                "wall": _u8(wall),
+                "surface": _u8(surface),
+                "texture": tex,
+                "props": scene.props,
+                "blur": round(float(blur), 2),
+            },
             "size": S,
         }
     )
@@ -1432,16 +1678,16 @@ def _remove_chunk(layer, rng, variant):
 
 
 def _prompt(rng, product, wall, surface):
-    templates = _prompt_templates(str(_default_shared_dir().resolve()) if (_default_shared_dir() / "prompts.json").is_file() else "")
+    shared = _default_shared_dir()
+    templates = _prompt_templates(str(shared.resolve()) if shared.is_dir() else "")
     t = templates[int(rng.integers(len(templates)))]
     text = t["prompt"]
     if "{}" in text:
         text = text.replace("{}", color_name(wall), 1)
     title = product.title.lower()
-    if "a product" in text:
-        text = text.replace("a product", f"a {title}", 1)
-    else:
-        text = f"{title}, {text}"
+    # RF1M prompts say "a product": name it; others get the title in front.
+    has_slot = "a product" in text
+    text = text.replace("a product", f"a {title}", 1) if has_slot else f"{title}, {text}"
     return text, t.get("negative_prompt", "")
 
 
@@ -1462,7 +1708,9 @@ def _choose_defect(rng, class_weights) -> str:
     return CLASSES[int(rng.choice(len(CLASSES), p=w / w.sum()))]
 
 
-def make_example(index: int, seed: int, size: int, products, class_weights=None) -> SyntheticExample:
+def make_example(
+    index: int, seed: int, size: int, products, class_weights=None
+) -> SyntheticExample:
     es = example_seed(seed, index)
     rng = np.random.default_rng(es)
     defect = _choose_defect(rng, class_weights)
@@ -1545,7 +1793,9 @@ def write_manifest(
     products = load_products(shared_dir, include_shared=include_shared)
     shared = ""
     if include_shared and products and products[0].origin == "shared":
-        shared = str(Path(shared_dir).resolve()) if shared_dir else str(_default_shared_dir().resolve())
+        shared = (
+            str(Path(shared_dir).resolve()) if shared_dir else str(_default_shared_dir().resolve())
+        )
     n, workers = int(n), max(1, int(workers))
     step = min(64, max(4, math.ceil(n / (workers * 4))))
     chunks = [list(range(i, min(n, i + step))) for i in range(0, n, step)]
@@ -1572,7 +1822,9 @@ def write_manifest(
     return manifest
 
 
-def contact_sheet(examples: Sequence[SyntheticExample], columns: int = 4, cell: int = 192) -> Image.Image:
+def contact_sheet(
+    examples: Sequence[SyntheticExample], columns: int = 4, cell: int = 192
+) -> Image.Image:
     """A grid of examples (for eyeballing the generator); each cell is captioned by its label."""
     rows = math.ceil(len(examples) / columns)
     sheet = Image.new("RGB", (columns * cell, rows * (cell + 14)), (255, 255, 255))

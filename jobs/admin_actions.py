@@ -10,8 +10,9 @@
         )]
 
 The action first shows a confirmation page with the kind's parameter form (pre-filled by
-`initial`; the callables take (queryset) or (request, queryset)); submitting validates it, enqueues once (the page carries an idempotency key, so a
-double-click makes one job) and redirects to /jobs/<id>/.
+`initial`; the callables take (queryset) or (request, queryset)); submitting validates it,
+enqueues once (the page carries an idempotency key, so a double-click makes one job) and
+redirects to /jobs/<id>/. Only ML engineers (and superusers) may launch.
 """
 
 from __future__ import annotations

@@ -101,9 +101,7 @@ def make_project(*, overlap=1, n_items=0, slug=None, name=None, gold_labels=None
     from annotation import services
 
     slug = slug or f"project-{_next()}"
-    project = services.create_project(
-        name=name or slug, slug=slug, overlap=overlap, **settings
-    )
+    project = services.create_project(name=name or slug, slug=slug, overlap=overlap, **settings)
     if n_items:
         services.add_creatives_to_project(
             project=project, creatives=make_creatives(n_items), gold_labels=gold_labels

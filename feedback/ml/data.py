@@ -73,7 +73,8 @@ class Cache:
         if modality not in self._arrays:
             shape = (self.n, MODALITY_CHANNELS[modality], self.image_size, self.image_size)
             self._arrays[modality] = np.memmap(
-                self.path / f"{modality}.u8", dtype=np.uint8, mode="r", shape=shape)
+                self.path / f"{modality}.u8", dtype=np.uint8, mode="r", shape=shape
+            )
         return self._arrays[modality]
 
     def __getstate__(self) -> dict[str, Any]:  # memmaps reopen lazily in DataLoader workers
@@ -108,8 +109,12 @@ def build_cache(
         for m, shape in shapes.items():
             np.memmap(tmp / f"{m}.u8", dtype=np.uint8, mode="w+", shape=(n, *shape)).flush()
         rows = [
-            (i, str(s.creative_path), str(s.product_path),
-             list(s.placement) if s.placement is not None else None)
+            (
+                i,
+                str(s.creative_path),
+                str(s.product_path),
+                list(s.placement) if s.placement is not None else None,
+            )
             for i, s in enumerate(samples)
         ]
         if workers is None:
@@ -118,7 +123,7 @@ def build_cache(
             process_chunk((str(tmp), n, image_size, rows))
         else:
             chunk = max(16, -(-n // (workers * 4)))
-            jobs = [(str(tmp), n, image_size, rows[i:i + chunk]) for i in range(0, n, chunk)]
+            jobs = [(str(tmp), n, image_size, rows[i : i + chunk]) for i in range(0, n, chunk)]
             # spawn: safe next to torch threads; the worker module imports no torch.
             ctx = mp.get_context("spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
@@ -131,11 +136,21 @@ def build_cache(
         if depth_model_path:
             _write_depth(tmp, samples, image_size, depth_model_path)
             modalities.append("depth")
-        (tmp / "meta.json").write_text(json.dumps({
-            "n": n, "image_size": image_size, "modalities": modalities,
-            "version": CACHE_VERSION, "samples": [asdict(s) | {"placement": (
-                list(s.placement) if s.placement is not None else None)} for s in samples],
-        }))
+        (tmp / "meta.json").write_text(
+            json.dumps(
+                {
+                    "n": n,
+                    "image_size": image_size,
+                    "modalities": modalities,
+                    "version": CACHE_VERSION,
+                    "samples": [
+                        asdict(s)
+                        | {"placement": (list(s.placement) if s.placement is not None else None)}
+                        for s in samples
+                    ],
+                }
+            )
+        )
         try:
             os.rename(tmp, final)
         except OSError:
@@ -156,9 +171,11 @@ def _write_depth(root: Path, samples: Sequence[Sample], size: int, path: str) ->
     from .maps import DepthEstimator
 
     est = DepthEstimator(path)
-    mm = np.memmap(root / "depth.u8", dtype=np.uint8, mode="w+", shape=(len(samples), 1, size, size))
+    mm = np.memmap(
+        root / "depth.u8", dtype=np.uint8, mode="w+", shape=(len(samples), 1, size, size)
+    )
     for start in range(0, len(samples), 8):
-        batch = samples[start:start + 8]
+        batch = samples[start : start + 8]
         ims = [Image.open(s.creative_path).convert("RGB") for s in batch]
         for j, d in enumerate(est.predict(ims, size)):
             mm[start + j, 0] = np.clip(np.rint(d * 255), 0, 255).astype(np.uint8)

@@ -62,10 +62,15 @@ def sobel_edges(gray: np.ndarray, blur_sigma: float = 0.7) -> np.ndarray:
 def spectral_residual_saliency(gray: np.ndarray, work_size: int = 64) -> np.ndarray:
     """Hou & Zhang (2007) spectral-residual saliency, resized back and scaled to [0, 1]."""
     h, w = gray.shape
-    small = np.asarray(
-        Image.fromarray((np.clip(gray, 0, 1) * 255).astype(np.uint8)).resize(
-            (work_size, work_size), Image.BILINEAR),
-        dtype=np.float32) / 255.0
+    small = (
+        np.asarray(
+            Image.fromarray((np.clip(gray, 0, 1) * 255).astype(np.uint8)).resize(
+                (work_size, work_size), Image.BILINEAR
+            ),
+            dtype=np.float32,
+        )
+        / 255.0
+    )
     f = np.fft.fft2(small)
     amp = np.abs(f)
     # Relative floor: exactly-zero bins (flat synthetic images) would dominate as log(0).
@@ -133,8 +138,10 @@ class DepthEstimator:
     def _prepare(self, images: list[Image.Image]):
         if self.processor is not None:
             return self.processor(images=images, return_tensors="pt")["pixel_values"]
-        arr = [np.asarray(im.convert("RGB").resize((self.size, self.size)), np.float32) / 255.0
-               for im in images]
+        arr = [
+            np.asarray(im.convert("RGB").resize((self.size, self.size)), np.float32) / 255.0
+            for im in images
+        ]
         x = self.torch.from_numpy(np.stack(arr)).permute(0, 3, 1, 2)
         return (x - 0.5) / 0.5
 
@@ -144,8 +151,11 @@ class DepthEstimator:
             pv = self._prepare(images).to(self.device)
             depth = self.model(pixel_values=pv).predicted_depth  # (B, h, w)
             depth = torch.nn.functional.interpolate(
-                depth[:, None].float(), size=(out_size, out_size), mode="bilinear",
-                align_corners=False)[:, 0]
+                depth[:, None].float(),
+                size=(out_size, out_size),
+                mode="bilinear",
+                align_corners=False,
+            )[:, 0]
         out = []
         for d in depth.cpu().numpy():
             lo, hi = float(d.min()), float(d.max())

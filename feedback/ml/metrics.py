@@ -68,9 +68,13 @@ def classification_report(
         fn = int(cm[k, :].sum() - tp)
         p, r, f = _prf(tp, fp, fn)
         support = int(cm[k].sum())
-        per_class[name] = {"precision": p, "recall": r, "f1": f,
-                           "ap": average_precision((y == k).astype(int), probs[:, k]),
-                           "support": support}
+        per_class[name] = {
+            "precision": p,
+            "recall": r,
+            "f1": f,
+            "ap": average_precision((y == k).astype(int), probs[:, k]),
+            "support": support,
+        }
         if support:  # macro over classes present in the truth
             f1s.append(f)
     report: dict[str, Any] = {
@@ -85,9 +89,13 @@ def classification_report(
         a = list(class_names).index(available)
         yb, pb = y == a, pred == a
         p, r, f = _prf(int((yb & pb).sum()), int((~yb & pb).sum()), int((yb & ~pb).sum()))
-        report["available"] = {"precision": p, "recall": r, "f1": f,
-                               "ap": average_precision(yb.astype(int), probs[:, a]),
-                               "support": int(yb.sum())}
+        report["available"] = {
+            "precision": p,
+            "recall": r,
+            "f1": f,
+            "ap": average_precision(yb.astype(int), probs[:, a]),
+            "support": int(yb.sum()),
+        }
     return report
 
 
@@ -101,16 +109,19 @@ def model_human_agreement(
         raise ValueError("model and consensus label lists differ in length")
     if not a:
         return {"kappa": None, "agreement": None, "n": 0}
-    return {"kappa": cohen_kappa(a, b), "agreement": float(np.mean([x == y for x, y in
-                                                                    zip(a, b, strict=True)])),
-            "n": len(a)}
+    return {
+        "kappa": cohen_kappa(a, b),
+        "agreement": float(np.mean([x == y for x, y in zip(a, b, strict=True)])),
+        "n": len(a),
+    }
 
 
 def cohen_kappa(a: Sequence[Any], b: Sequence[Any]) -> float:
     labels = sorted(set(a) | set(b), key=str)
     idx = {lab: i for i, lab in enumerate(labels)}
-    cm = confusion_matrix(np.array([idx[x] for x in a]), np.array([idx[x] for x in b]),
-                          len(labels)).astype(np.float64)
+    cm = confusion_matrix(
+        np.array([idx[x] for x in a]), np.array([idx[x] for x in b]), len(labels)
+    ).astype(np.float64)
     n = cm.sum()
     po = np.trace(cm) / n
     pe = float((cm.sum(0) * cm.sum(1)).sum()) / n**2

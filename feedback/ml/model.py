@@ -1,18 +1,17 @@
 """RFNet: generated image attends to its conditions (Feature Filter Module), then fusion + heads.
 
-    image ──enc──► e_o (tokens on the image grid) ─────────────┐
-    product/mask/edges/saliency/depth ──enc each──► tokens ──┐  │
-    caption ──text encoder──► tokens ────────────────────────┴► e_c
-    FFM:   e_f = Conv(Conv(CrossAttn(e_o, e_c)) ⊗ Conv(e_o)) + e_o
-    fusion: N self-attention layers over [CLS; e_f; one pooled token per condition]
-    heads:  [CLS ‖ mean(e_f)] → class logits  (+ a binary P(available) logit)
+image ──enc──► e_o (tokens on the image grid) ─────────────┐
+product/mask/edges/saliency/depth ──enc each──► tokens ──┐  │
+caption ──text encoder──► tokens ────────────────────────┴► e_c
+FFM:   e_f = Conv(Conv(CrossAttn(e_o, e_c)) ⊗ Conv(e_o)) + e_o
+fusion: N self-attention layers over [CLS; e_f; one pooled token per condition]
+heads:  [CLS ‖ mean(e_f)] → class logits  (+ a binary P(available) logit)
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import shutil
 import uuid
@@ -40,8 +39,11 @@ class ConvBackbone(nn.Module):
         layers: list[nn.Module] = []
         prev = in_ch
         for w in widths:
-            layers += [nn.Conv2d(prev, w, 3, stride=2, padding=1, bias=False),
-                       nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(prev, w, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(w),
+                nn.ReLU(inplace=True),
+            ]
             for _ in range(max(0, blocks_per_stage - 1)):
                 layers.append(_ResBlock(w))
             prev = w
@@ -55,16 +57,20 @@ class ConvBackbone(nn.Module):
 class _ResBlock(nn.Module):
     def __init__(self, c: int) -> None:
         super().__init__()
-        self.f = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c),
-                               nn.ReLU(inplace=True), nn.Conv2d(c, c, 3, padding=1, bias=False),
-                               nn.BatchNorm2d(c))
+        self.f = nn.Sequential(
+            nn.Conv2d(c, c, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c, c, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(x + self.f(x))
 
 
 class HFBackbone(nn.Module):
-    """A transformers vision model (ResNetModel/ConvNextModel/...) returning its last feature map."""
+    """A transformers vision model (ResNetModel, ConvNextModel, ...): its last feature map."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -91,9 +97,13 @@ def build_backbone(bc: BackboneConfig, in_ch: int) -> tuple[nn.Module, int, Back
         model = AutoModel.from_pretrained(bc.path, local_files_only=True)
         # Resolved: a saved RFNet rebuilds this architecture without the source folder
         # (num_channels stays in the config: inputs go through 1x1 adapters).
-        resolved = BackboneConfig(kind=model.config.model_type, widths=list(bc.widths),
-                                  blocks_per_stage=bc.blocks_per_stage,
-                                  hf_config=model.config.to_dict(), path=bc.path)
+        resolved = BackboneConfig(
+            kind=model.config.model_type,
+            widths=list(bc.widths),
+            blocks_per_stage=bc.blocks_per_stage,
+            hf_config=model.config.to_dict(),
+            path=bc.path,
+        )
         return HFBackbone(model), int(model.config.num_channels), resolved
     cfg_dict = dict(bc.hf_config or {})
     cfg_dict.pop("model_type", None)
@@ -110,8 +120,13 @@ def build_backbone(bc: BackboneConfig, in_ch: int) -> tuple[nn.Module, int, Back
     stored = cfg.to_dict()
     if "num_channels" not in (bc.hf_config or {}):
         stored.pop("num_channels", None)  # per modality, from its channel count
-    resolved = BackboneConfig(kind=bc.kind, widths=list(bc.widths),
-                              blocks_per_stage=bc.blocks_per_stage, hf_config=stored, path=bc.path)
+    resolved = BackboneConfig(
+        kind=bc.kind,
+        widths=list(bc.widths),
+        blocks_per_stage=bc.blocks_per_stage,
+        hf_config=stored,
+        path=bc.path,
+    )
     return HFBackbone(AutoModel.from_config(cfg)), int(cfg.num_channels), resolved
 
 
@@ -133,10 +148,17 @@ def sincos_2d(h: int, w: int, dim: int, device, dtype) -> torch.Tensor:
     """Fixed 2D sine-cosine position embedding (h*w, dim): any grid size works."""
     d = dim // 4
     omega = 1.0 / (10000 ** (torch.arange(d, device=device, dtype=torch.float32) / max(1, d)))
-    ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
-                            torch.arange(w, device=device, dtype=torch.float32), indexing="ij")
-    out = [torch.sin(ys.reshape(-1, 1) * omega), torch.cos(ys.reshape(-1, 1) * omega),
-           torch.sin(xs.reshape(-1, 1) * omega), torch.cos(xs.reshape(-1, 1) * omega)]
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=device, dtype=torch.float32),
+        torch.arange(w, device=device, dtype=torch.float32),
+        indexing="ij",
+    )
+    out = [
+        torch.sin(ys.reshape(-1, 1) * omega),
+        torch.cos(ys.reshape(-1, 1) * omega),
+        torch.sin(xs.reshape(-1, 1) * omega),
+        torch.cos(xs.reshape(-1, 1) * omega),
+    ]
     pe = torch.cat(out, dim=1)
     if pe.shape[1] < dim:
         pe = F.pad(pe, (0, dim - pe.shape[1]))
@@ -157,12 +179,22 @@ class FeatureFilter(nn.Module):
         self.conv_out = nn.Conv2d(d, d, 1)
         self.act = nn.GELU()
 
-    def forward(self, e_o: torch.Tensor, grid: tuple[int, int], e_c: torch.Tensor,
-                c_pad: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self,
+        e_o: torch.Tensor,
+        grid: tuple[int, int],
+        e_c: torch.Tensor,
+        c_pad: torch.Tensor | None,
+    ) -> torch.Tensor:
         b, n, d = e_o.shape
         h, w = grid
-        a, _ = self.attn(self.norm_q(e_o), self.norm_kv(e_c), self.norm_kv(e_c),
-                         key_padding_mask=c_pad, need_weights=False)
+        a, _ = self.attn(
+            self.norm_q(e_o),
+            self.norm_kv(e_c),
+            self.norm_kv(e_c),
+            key_padding_mask=c_pad,
+            need_weights=False,
+        )
 
         def to_map(t: torch.Tensor) -> torch.Tensor:
             return t.transpose(1, 2).reshape(b, d, h, w)
@@ -191,7 +223,8 @@ class RFNet(nn.Module):
             elif config.share_condition_backbone:
                 if shared is None:
                     shared, shared_in, resolved["cond"] = build_backbone(
-                        config.condition_backbone, 3)
+                        config.condition_backbone, 3
+                    )
                     self.shared_encoder = shared
                 enc, want = None, shared_in
             else:
@@ -206,21 +239,32 @@ class RFNet(nn.Module):
         config.condition_backbone = resolved.get("cond", config.condition_backbone)
         self.caption: CaptionEncoder | None = None
         if "caption" in config.modalities:
-            self.caption = CaptionEncoder(config.text_encoder, config.text_config,
-                                          config.text_max_length, _tokenizer_dir)
+            self.caption = CaptionEncoder(
+                config.text_encoder, config.text_config, config.text_max_length, _tokenizer_dir
+            )
             config.text_config = self.caption.resolved_config()
             self.caption_proj = nn.Linear(self.caption.hidden_size, d)
             if config.freeze_text_encoder:
                 self.caption.encoder.requires_grad_(False)
         conds = config.condition_modalities
         self.modality_embed = nn.ParameterDict(
-            {m: nn.Parameter(torch.randn(d) * 0.02) for m in config.modalities})
-        self.ffm = FeatureFilter(d, config.heads, config.dropout) if (
-            conds and config.feature_filter) else None
+            {m: nn.Parameter(torch.randn(d) * 0.02) for m in config.modalities}
+        )
+        self.ffm = (
+            FeatureFilter(d, config.heads, config.dropout)
+            if (conds and config.feature_filter)
+            else None
+        )
         self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         layer = nn.TransformerEncoderLayer(
-            d, config.heads, int(d * config.mlp_ratio), config.dropout, activation="gelu",
-            batch_first=True, norm_first=True)
+            d,
+            config.heads,
+            int(d * config.mlp_ratio),
+            config.dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
         self.fusion = nn.TransformerEncoder(layer, config.fusion_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(2 * d, config.num_classes)
@@ -247,7 +291,8 @@ class RFNet(nn.Module):
         x = self._normalize(m, x)
         if m in self.adapters:
             x = self.adapters[m](x)
-        enc = self.encoders[m] if m in self.encoders else self.shared_encoder
+        # (ModuleDict has no .get)
+        enc = self.encoders[m] if m in self.encoders else self.shared_encoder  # noqa: SIM401
         fmap = self.projs[m](enc(x))
         b, d, h, w = fmap.shape
         tokens = fmap.flatten(2).transpose(1, 2)
@@ -287,7 +332,7 @@ class RFNet(nn.Module):
             seq.append(torch.stack(summaries, 1))
         x = self.norm(self.fusion(torch.cat(seq, 1)))
         n_img = e_f.shape[1]
-        pooled = torch.cat([x[:, 0], x[:, 1:1 + n_img].mean(1)], -1)
+        pooled = torch.cat([x[:, 0], x[:, 1 : 1 + n_img].mean(1)], -1)
         out = {"logits": self.head(pooled)}
         if self.available_head is not None:
             out["available_logit"] = self.available_head(pooled).squeeze(-1)
@@ -308,7 +353,7 @@ class RFNet(nn.Module):
         tmp.mkdir()
         try:
             state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-            save_file(_dedupe(state), str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+            save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
             (tmp / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2))
             if self.caption is not None:
                 self.caption.tokenizer.save_pretrained(str(tmp / "tokenizer"))
@@ -329,29 +374,12 @@ class RFNet(nn.Module):
         model = cls(config, _tokenizer_dir=directory / "tokenizer")
         state = load_file(str(directory / WEIGHTS_NAME), device=map_location)
         missing, unexpected = model.load_state_dict(state, strict=False)
-        # Tied/shared tensors are stored once; anything else missing is an error.
-        missing = [k for k in missing if not _is_alias(k, state)]
         if missing or unexpected:
-            raise ValueError(f"checkpoint mismatch: missing {missing[:5]}, unexpected "
-                             f"{unexpected[:5]}")
+            raise ValueError(
+                f"checkpoint mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
         model.eval()
         return model
-
-
-def _dedupe(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    seen: dict[int, str] = {}
-    out = {}
-    for k, v in state.items():
-        ptr = v.data_ptr() if v.numel() else id(v)
-        if ptr in seen and v.numel():
-            continue
-        seen[ptr] = k
-        out[k] = v.clone() if v.numel() else v
-    return out
-
-
-def _is_alias(key: str, state: dict[str, torch.Tensor]) -> bool:
-    return False
 
 
 def _replace_dir(tmp: Path, final: Path) -> None:
@@ -375,8 +403,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
         if not p.requires_grad:
             continue
         (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
-
-
-_ = math  # (kept for callers computing schedules from this module)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]

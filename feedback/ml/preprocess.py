@@ -59,7 +59,8 @@ def process_images(
     if placement is not None:
         place = placement_mask(product, placement, rgb_full.size)
         place = np.asarray(
-            Image.fromarray(_u8(place)).resize((size, size), Image.BILINEAR), dtype=np.uint8)
+            Image.fromarray(_u8(place)).resize((size, size), Image.BILINEAR), dtype=np.uint8
+        )
     else:
         place = np.zeros((size, size), np.uint8)
     gray = to_gray(image)
@@ -80,15 +81,15 @@ def process_sample(
     placement: Sequence[float] | None = None,
 ) -> dict[str, np.ndarray]:
     return process_images(
-        _open(creative_path, "creative"), _open(product_path, "product"), size, placement)
+        _open(creative_path, "creative"), _open(product_path, "product"), size, placement
+    )
 
 
 def process_chunk(args: tuple) -> int:
     """Cache-builder worker: decode rows [start, stop) straight into the open memmaps."""
     root, n, size, rows = args
     mms = {
-        m: np.memmap(Path(root) / f"{m}.u8", dtype=np.uint8, mode="r+",
-                     shape=(n, *shape))
+        m: np.memmap(Path(root) / f"{m}.u8", dtype=np.uint8, mode="r+", shape=(n, *shape))
         for m, shape in _shapes(size).items()
     }
     for i, creative_path, product_path, placement in rows:

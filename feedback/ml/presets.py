@@ -32,8 +32,12 @@ def _tiny() -> dict[str, Any]:
         image_backbone=BackboneConfig(kind="cnn", widths=[4, 8]),
         condition_backbone=BackboneConfig(kind="cnn", widths=[4, 8]),
         text_encoder="tiny",
-        text_config={"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
-                     "intermediate_size": 32},
+        text_config={
+            "hidden_size": 16,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 32,
+        },
         text_max_length=24,
     )
 
@@ -50,8 +54,12 @@ def _small() -> dict[str, Any]:
         image_backbone=BackboneConfig(kind="cnn", widths=[24, 48, 96, 128], blocks_per_stage=1),
         condition_backbone=BackboneConfig(kind="cnn", widths=[16, 32, 64, 96]),
         text_encoder="tiny",
-        text_config={"hidden_size": 48, "num_hidden_layers": 1, "num_attention_heads": 2,
-                     "intermediate_size": 96},
+        text_config={
+            "hidden_size": 48,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 96,
+        },
         text_max_length=48,
     )
 
@@ -59,10 +67,15 @@ def _small() -> dict[str, Any]:
 def _paper() -> dict[str, Any]:
     # ResNet-50 per modality (transformers ResNetConfig defaults are ResNet-50: bottleneck,
     # depths 3-4-6-3, hidden sizes 256..2048). Use kind="pretrained" + path for real weights.
-    resnet50 = BackboneConfig(kind="resnet", hf_config={"layer_type": "bottleneck",
-                                                        "depths": [3, 4, 6, 3],
-                                                        "hidden_sizes": [256, 512, 1024, 2048],
-                                                        "embedding_size": 64})
+    resnet50 = BackboneConfig(
+        kind="resnet",
+        hf_config={
+            "layer_type": "bottleneck",
+            "depths": [3, 4, 6, 3],
+            "hidden_sizes": [256, 512, 1024, 2048],
+            "embedding_size": 64,
+        },
+    )
     return dict(
         modalities=["image", "product", "mask", "saliency", "caption"],
         image_size=384,
@@ -74,8 +87,12 @@ def _paper() -> dict[str, Any]:
         image_backbone=resnet50,
         condition_backbone=copy.deepcopy(resnet50),
         text_encoder="tiny",  # override with a local RoBERTa folder for the paper's setup
-        text_config={"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
-                     "intermediate_size": 1024},
+        text_config={
+            "hidden_size": 256,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "intermediate_size": 1024,
+        },
         text_max_length=64,
         normalize="imagenet",
     )
@@ -99,14 +116,18 @@ def preset(name: str, num_classes: int | list[str] = 6, **overrides: Any) -> RFN
         raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
     cfg = PRESETS[name]()
     if isinstance(num_classes, int):
-        names = RF1M_SLUGS if num_classes == len(RF1M_SLUGS) else [
-            f"class_{i}" for i in range(num_classes)]
+        names = (
+            RF1M_SLUGS
+            if num_classes == len(RF1M_SLUGS)
+            else [f"class_{i}" for i in range(num_classes)]
+        )
     else:
         names = list(num_classes)
     cfg["class_names"] = list(overrides.pop("class_names", names))
     if "available_index" not in overrides:
         cfg["available_index"] = (
-            cfg["class_names"].index("available") if "available" in cfg["class_names"] else 0)
+            cfg["class_names"].index("available") if "available" in cfg["class_names"] else 0
+        )
     cfg.update(overrides)
     if cfg.get("depth_model_path") and "depth" not in cfg["modalities"] and name != "single_image":
         cfg["modalities"] = [*cfg["modalities"], "depth"]

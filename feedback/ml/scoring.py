@@ -39,25 +39,32 @@ class Scorer:
         if self._depth is None:
             self._depth = DepthEstimator(self.config.depth_model_path, device=str(self.device))
         size = self.config.image_size
-        maps = self._depth.predict([Image.open(s.creative_path).convert("RGB") for s in samples],
-                                   size)
+        maps = self._depth.predict(
+            [Image.open(s.creative_path).convert("RGB") for s in samples], size
+        )
         return [np.clip(np.rint(m * 255), 0, 255).astype(np.uint8)[None] for m in maps]
 
     def batch_tensors(self, samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
         depths = self._depth_maps(samples)
-        arrays = [sample_arrays(s, self.config.image_size, d)
-                  for s, d in zip(samples, depths, strict=True)]
-        batch = {m: torch.from_numpy(np.stack([a[m] for a in arrays]))
-                 for m in self.config.image_modalities}
+        arrays = [
+            sample_arrays(s, self.config.image_size, d)
+            for s, d in zip(samples, depths, strict=True)
+        ]
+        batch = {
+            m: torch.from_numpy(np.stack([a[m] for a in arrays]))
+            for m in self.config.image_modalities
+        }
         batch.update(self.model.tokenize([s.caption for s in samples]))
         return batch
 
     @torch.no_grad()
-    def score_detailed(self, samples: Sequence[Sample], batch_size: int = 32) -> dict[str, np.ndarray]:
+    def score_detailed(
+        self, samples: Sequence[Sample], batch_size: int = 32
+    ) -> dict[str, np.ndarray]:
         """{"probs": [N, C], "p_available": [N]} (binary head when present, else the class prob)."""
         probs, p_av = [], []
         for start in range(0, len(samples), batch_size):
-            batch = self.batch_tensors(samples[start:start + batch_size])
+            batch = self.batch_tensors(samples[start : start + batch_size])
             batch = {k: v.to(self.device) for k, v in batch.items()}
             out = self.model(batch, return_dict=True)
             p = torch.softmax(out["logits"].float(), -1)
@@ -67,8 +74,10 @@ class Scorer:
             else:
                 p_av.append(p[:, self.config.available_index].cpu().numpy())
         c = self.config.num_classes
-        return {"probs": np.concatenate(probs) if probs else np.zeros((0, c), np.float32),
-                "p_available": np.concatenate(p_av) if p_av else np.zeros(0, np.float32)}
+        return {
+            "probs": np.concatenate(probs) if probs else np.zeros((0, c), np.float32),
+            "p_available": np.concatenate(p_av) if p_av else np.zeros(0, np.float32),
+        }
 
     def score(self, samples: Sequence[Sample], batch_size: int = 32) -> np.ndarray:
         """Class probabilities [N, C] in config.class_names order."""

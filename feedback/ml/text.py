@@ -25,10 +25,15 @@ def build_char_tokenizer():
     tok.normalizer = normalizers.Sequence([normalizers.NFKD(), normalizers.Lowercase()])
     tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-        sep_token="[SEP]")
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+    )
 
 
 def _from_config_dict(cfg_dict: dict[str, Any]) -> nn.Module:
@@ -45,8 +50,13 @@ def _from_config_dict(cfg_dict: dict[str, Any]) -> nn.Module:
 class CaptionEncoder(nn.Module):
     """Wraps a transformers text encoder; returns (tokens (B, L, H), padding mask (B, L))."""
 
-    def __init__(self, source: str, text_config: dict[str, Any] | None, max_length: int,
-                 tokenizer_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        source: str,
+        text_config: dict[str, Any] | None,
+        max_length: int,
+        tokenizer_dir: str | Path | None = None,
+    ) -> None:
         super().__init__()
         self.max_length = max_length
         if text_config is not None and text_config.get("model_type"):
@@ -57,11 +67,19 @@ class CaptionEncoder(nn.Module):
             from transformers import BertConfig
 
             self.tokenizer = build_char_tokenizer()
-            kw = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                  "intermediate_size": 64}
+            kw = {
+                "hidden_size": 32,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "intermediate_size": 64,
+            }
             kw.update(text_config or {})
-            cfg = BertConfig(vocab_size=len(self.tokenizer), max_position_embeddings=max(
-                64, max_length + 2), type_vocab_size=1, **kw)
+            cfg = BertConfig(
+                vocab_size=len(self.tokenizer),
+                max_position_embeddings=max(64, max_length + 2),
+                type_vocab_size=1,
+                **kw,
+            )
             self.encoder = _from_config_dict(cfg.to_dict())
         else:
             from transformers import AutoModel, AutoTokenizer
@@ -86,8 +104,13 @@ class CaptionEncoder(nn.Module):
         return self.encoder.config.to_dict()
 
     def tokenize(self, captions: list[str]) -> dict[str, torch.Tensor]:
-        out = self.tokenizer([c or "" for c in captions], padding="max_length", truncation=True,
-                             max_length=self.max_length, return_tensors="pt")
+        out = self.tokenizer(
+            [c or "" for c in captions],
+            padding="max_length",
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
         return {"caption_ids": out["input_ids"], "caption_mask": out["attention_mask"]}
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

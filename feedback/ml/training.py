@@ -51,7 +51,9 @@ class TrainConfig:
     hflip: bool = True  # augmentations act identically on every image modality
     translate: float = 0.05  # max shift, fraction of the image size; no colour jitter
     seed: int = 0
-    mixed_precision: str = "auto"  # "auto" (bf16 on CUDA if supported, else fp16) | no | bf16 | fp16
+    mixed_precision: str = (
+        "auto"  # "auto" (bf16 on CUDA if supported, else fp16) | no | bf16 | fp16
+    )
     early_stopping_patience: int | None = None  # epochs without val macro-F1 gain
     num_workers: int = 0
     cache_dir: str | None = None
@@ -117,18 +119,25 @@ def _lr_lambda(tc: TrainConfig, steps_per_epoch: int):
 
 
 def _to_device(batch: dict[str, Any], device) -> dict[str, Any]:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
-            for k, v in batch.items()}
+    return {
+        k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
+    }
 
 
-def _loss(out: dict[str, torch.Tensor], y: torch.Tensor, cfg: RFNetConfig,
-          weight: torch.Tensor | None, smoothing: float) -> torch.Tensor:
+def _loss(
+    out: dict[str, torch.Tensor],
+    y: torch.Tensor,
+    cfg: RFNetConfig,
+    weight: torch.Tensor | None,
+    smoothing: float,
+) -> torch.Tensor:
     logits = out["logits"].float()
     loss = F.cross_entropy(logits, y, weight=weight, label_smoothing=smoothing)
     if "available_logit" in out:
         target = (y == cfg.available_index).float()
         loss = loss + cfg.available_loss_weight * F.binary_cross_entropy_with_logits(
-            out["available_logit"].float(), target)
+            out["available_logit"].float(), target
+        )
     return loss
 
 
@@ -158,8 +167,12 @@ def evaluate(model, loader, accelerator, cfg: RFNetConfig) -> tuple[dict[str, An
 
 
 def _summary(report: dict[str, Any], loss: float, prefix: str) -> dict[str, float]:
-    out = {f"{prefix}_loss": loss, f"{prefix}_accuracy": report["accuracy"],
-           f"{prefix}_macro_f1": report["macro_f1"], f"{prefix}_ece": report["ece"]}
+    out = {
+        f"{prefix}_loss": loss,
+        f"{prefix}_accuracy": report["accuracy"],
+        f"{prefix}_macro_f1": report["macro_f1"],
+        f"{prefix}_ece": report["ece"],
+    }
     if "available" in report:
         out[f"{prefix}_available_f1"] = report["available"]["f1"]
     return out
@@ -182,8 +195,11 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     if not train:
         raise ValueError("no training samples")
-    bad = [s.creative_path for s in train if s.label is None or not
-           0 <= int(s.label) < model_config.num_classes]
+    bad = [
+        s.creative_path
+        for s in train
+        if s.label is None or not 0 <= int(s.label) < model_config.num_classes
+    ]
     if bad:
         raise ValueError(f"{len(bad)} training samples without a valid label, e.g. {bad[0]}")
     accelerator = _accelerator(tc)
@@ -199,10 +215,17 @@ def train(
         if not samples:
             return None
         with accelerator.main_process_first():
-            cache = build_cache(samples, cache_dir, cfg.image_size, depth_model_path=depth,
-                                workers=tc.cache_workers, log=reporter.log)
-        return CachedDataset(cache, samples, cfg.modalities, augment=augment, hflip=tc.hflip,
-                             translate=tc.translate)
+            cache = build_cache(
+                samples,
+                cache_dir,
+                cfg.image_size,
+                depth_model_path=depth,
+                workers=tc.cache_workers,
+                log=reporter.log,
+            )
+        return CachedDataset(
+            cache, samples, cfg.modalities, augment=augment, hflip=tc.hflip, translate=tc.translate
+        )
 
     t0 = time.time()
     train_ds = dataset(train, True)
@@ -214,16 +237,20 @@ def train(
     def loader(ds, *, shuffle_epoch: int | None, batch_size: int):
         if ds is None:
             return None
-        kw: dict[str, Any] = dict(batch_size=batch_size, collate_fn=collate,
-                                  num_workers=tc.num_workers,
-                                  pin_memory=accelerator.device.type == "cuda")
+        kw: dict[str, Any] = dict(
+            batch_size=batch_size,
+            collate_fn=collate,
+            num_workers=tc.num_workers,
+            pin_memory=accelerator.device.type == "cuda",
+        )
         if shuffle_epoch is not None:
             g = torch.Generator().manual_seed(tc.seed * 1000 + shuffle_epoch)
             if tc.balanced_sampling:
                 counts = np.bincount(ds.labels, minlength=cfg.num_classes).astype(np.float64)
                 w = 1.0 / np.maximum(counts[ds.labels], 1)
                 sampler = torch.utils.data.WeightedRandomSampler(
-                    torch.as_tensor(w), num_samples=len(ds), replacement=True, generator=g)
+                    torch.as_tensor(w), num_samples=len(ds), replacement=True, generator=g
+                )
             else:
                 sampler = torch.utils.data.RandomSampler(ds, generator=g)
             kw.update(sampler=sampler, drop_last=len(ds) > batch_size, generator=g)
@@ -241,8 +268,14 @@ def train(
         w = np.sqrt(w) if tc.class_weighting == "sqrt_inverse" else w
         weight = torch.tensor(w, dtype=torch.float32, device=accelerator.device)
 
-    state = {"epoch": 0, "history": [], "best_score": None, "best_epoch": None,
-             "bad_epochs": 0, "stopped": False}
+    state = {
+        "epoch": 0,
+        "history": [],
+        "best_score": None,
+        "best_epoch": None,
+        "bad_epochs": 0,
+        "stopped": False,
+    }
     last_dir = out_dir / "last"
     if resume and (last_dir / "training_state.pt").exists():
         state = _load_last(last_dir, model, optimizer, scheduler, cfg)
@@ -275,14 +308,21 @@ def train(
             step = (epoch - 1) * steps_per_epoch + i + 1
             reporter.progress(step, total_steps, "train")
         train_time = time.time() - t_epoch
-        row: dict[str, Any] = {"epoch": epoch, "train_loss": loss_sum / max(1, seen),
-                               "lr": scheduler.get_last_lr()[0], "train_seconds": train_time,
-                               "train_images_per_s": seen / max(train_time, 1e-9)}
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "train_loss": loss_sum / max(1, seen),
+            "lr": scheduler.get_last_lr()[0],
+            "train_seconds": train_time,
+            "train_images_per_s": seen / max(train_time, 1e-9),
+        }
         report = None
         if val_ds is not None:
-            report, vloss = evaluate(model, loader(val_ds, shuffle_epoch=None,
-                                                   batch_size=tc.eval_batch_size),
-                                     accelerator, cfg)
+            report, vloss = evaluate(
+                model,
+                loader(val_ds, shuffle_epoch=None, batch_size=tc.eval_batch_size),
+                accelerator,
+                cfg,
+            )
             row.update(_summary(report, vloss, "val"))
             score = (report["macro_f1"], -vloss)
         else:
@@ -292,20 +332,33 @@ def train(
             state.update(best_score=list(score), best_epoch=epoch, bad_epochs=0)
         else:
             state["bad_epochs"] += 1
-        if tc.early_stopping_patience is not None and \
-                state["bad_epochs"] >= tc.early_stopping_patience:
+        if (
+            tc.early_stopping_patience is not None
+            and state["bad_epochs"] >= tc.early_stopping_patience
+        ):
             state["stopped"] = True
         state["epoch"] = epoch
         state["history"].append(row)
         if accelerator.is_main_process:
-            _save_epoch(out_dir, unwrapped, optimizer, scheduler, state, row, report, improved,
-                        tc.keep_checkpoints)
+            _save_epoch(
+                out_dir,
+                unwrapped,
+                optimizer,
+                scheduler,
+                state,
+                row,
+                report,
+                improved,
+                tc.keep_checkpoints,
+            )
         accelerator.wait_for_everyone()
         for k, v in row.items():
             if k != "epoch" and isinstance(v, float):
                 reporter.metric(k, v, epoch)
-        reporter.log(f"epoch {epoch}/{tc.epochs}: " + ", ".join(
-            f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float)))
+        reporter.log(
+            f"epoch {epoch}/{tc.epochs}: "
+            + ", ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float))
+        )
         if state["stopped"]:
             reporter.log(f"early stopping after epoch {epoch}")
 
@@ -315,18 +368,28 @@ def train(
         raise RuntimeError(f"no best model in {best_dir}")
     best = RFNet.from_pretrained(best_dir)
     unwrapped.load_state_dict(best.state_dict())
-    metrics: dict[str, Any] = {"best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
-                               "history": state["history"]}
+    metrics: dict[str, Any] = {
+        "best_epoch": state["best_epoch"],
+        "epochs_run": state["epoch"],
+        "history": state["history"],
+    }
     if val_ds is not None:
         reporter.progress(0, None, "val")
-        metrics["val"], _ = evaluate(model, loader(val_ds, shuffle_epoch=None,
-                                                   batch_size=tc.eval_batch_size), accelerator, cfg)
+        metrics["val"], _ = evaluate(
+            model,
+            loader(val_ds, shuffle_epoch=None, batch_size=tc.eval_batch_size),
+            accelerator,
+            cfg,
+        )
     if test_ds is not None:
         reporter.progress(0, None, "test")
         t = time.time()
-        metrics["test"], _ = evaluate(model, loader(test_ds, shuffle_epoch=None,
-                                                    batch_size=tc.eval_batch_size),
-                                      accelerator, cfg)
+        metrics["test"], _ = evaluate(
+            model,
+            loader(test_ds, shuffle_epoch=None, batch_size=tc.eval_batch_size),
+            accelerator,
+            cfg,
+        )
         metrics["test_images_per_s"] = len(test_ds) / max(time.time() - t, 1e-9)
         for k, v in _summary(metrics["test"], 0.0, "test").items():
             if k != "test_loss":
@@ -337,9 +400,17 @@ def train(
     return TrainResult(best_dir=best_dir, metrics=metrics, history=state["history"])
 
 
-def _save_epoch(out_dir: Path, model: RFNet, optimizer, scheduler, state: dict[str, Any],
-                row: dict[str, Any], report: dict[str, Any] | None, improved: bool,
-                keep: int | None) -> None:
+def _save_epoch(
+    out_dir: Path,
+    model: RFNet,
+    optimizer,
+    scheduler,
+    state: dict[str, Any],
+    row: dict[str, Any],
+    report: dict[str, Any] | None,
+    improved: bool,
+    keep: int | None,
+) -> None:
     epoch = state["epoch"]
     ckpts = out_dir / "checkpoints"
     ckpt = ckpts / f"epoch-{epoch}"
@@ -354,20 +425,28 @@ def _save_epoch(out_dir: Path, model: RFNet, optimizer, scheduler, state: dict[s
     tmp.mkdir()
     try:
         shutil.copytree(ckpt, tmp / "model")
-        torch.save({
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "state": state,
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                    "python": random.getstate()},
-        }, tmp / "training_state.pt")
+        torch.save(
+            {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "state": state,
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "numpy": np.random.get_state(),
+                    "python": random.getstate(),
+                },
+            },
+            tmp / "training_state.pt",
+        )
         _replace_dir(tmp, out_dir / "last")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if keep:
-        done = sorted((p for p in ckpts.glob("epoch-*") if p.name[6:].isdigit()),
-                      key=lambda p: int(p.name[6:]))
+        done = sorted(
+            (p for p in ckpts.glob("epoch-*") if p.name[6:].isdigit()),
+            key=lambda p: int(p.name[6:]),
+        )
         for p in done[:-keep]:
             shutil.rmtree(p, ignore_errors=True)
 
@@ -377,8 +456,10 @@ def _load_last(last_dir: Path, model: RFNet, optimizer, scheduler, cfg: RFNetCon
 
     saved = json.loads((last_dir / "model" / CONFIG_NAME).read_text())
     if saved != json.loads(json.dumps(cfg.to_dict())):
-        raise ValueError(f"{last_dir} holds a checkpoint of a different model config; "
-                         "use another out_dir or resume=False")
+        raise ValueError(
+            f"{last_dir} holds a checkpoint of a different model config; "
+            "use another out_dir or resume=False"
+        )
     model.load_state_dict(load_file(str(last_dir / "model" / WEIGHTS_NAME)))
     ts = torch.load(last_dir / "training_state.pt", map_location="cpu", weights_only=False)
     optimizer.load_state_dict(ts["optimizer"])

@@ -37,7 +37,6 @@
   const PREFETCH = 2; // current + next
   const queue = []; // item payloads we hold a lease on; queue[0] is shown
   const outbox = []; // {kind: "submit"|"skip", item, body}
-  const skipped = []; // skipped this session: not served again on this page
   let claiming = false;
   let exhaustedUntil = 0; // the server had no work for us; ask again after this time
   let sending = false;
@@ -56,7 +55,19 @@
     const h = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
     return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
   }
-  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  // Backoff sleeps end early when the browser comes back online.
+  const sleepers = new Set();
+  const sleep = (ms) =>
+    new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        sleepers.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      sleepers.add(done);
+    });
+  window.addEventListener("online", () => [...sleepers].forEach((wake) => wake()));
 
   async function post(url, body) {
     const resp = await fetch(url, {
@@ -77,7 +88,7 @@
     }
     return { status: resp.status, ok: resp.ok, data };
   }
-  const itemUrl = (template, id) => template.replace("/0/", `/${id}/`);
+  const itemUrl = (template, id) => template.replace("/items/0/", `/items/${id}/`);
 
   function toast(text, kind = "info", ms = 8000) {
     const el = document.createElement("div");
@@ -168,12 +179,8 @@
       let delay = 1000;
       while (queue.length < PREFETCH && Date.now() >= exhaustedUntil) {
         // Exclude what we hold and what is still in flight: the server would otherwise hand
-        // back our own live lease on those items.
-        const exclude = [
-          ...queue.map((i) => i.item_id),
-          ...outbox.map((e) => e.item.item_id),
-          ...skipped,
-        ];
+        // back our own live lease on those items. (Skipped items are never served again.)
+        const exclude = [...queue.map((i) => i.item_id), ...outbox.map((e) => e.item.item_id)];
         let r;
         try {
           r = await post(cfg.urls.claim, { exclude });
@@ -286,8 +293,6 @@
     const item = queue[0];
     if (!item || undoing) return;
     queue.shift();
-    skipped.push(item.item_id);
-    if (skipped.length > 200) skipped.shift();
     outbox.push({ kind: "skip", item, body: {} });
     render();
     setStatus();
@@ -321,12 +326,13 @@
         );
         return;
       }
-      // The undone item comes back first; what we held stays queued behind it.
-      const at = queue.findIndex((i) => i.item_id === item.item_id);
-      if (at >= 0) queue.splice(at, 1);
-      queue.unshift(preload(item));
+      // The server released the leases we held (the undone item replaces them): show the
+      // undone item and prefetch a fresh next one.
+      queue.length = 0;
+      queue.push(preload(item));
       await item._ready;
       render();
+      fill();
       document.body.dispatchEvent(new CustomEvent("rfs:progress"));
       toast(`Undid your label on item #${item.item_id}. Label it again.`, "info", 4000);
     } finally {

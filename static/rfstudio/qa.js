@@ -17,6 +17,15 @@
       next.focus();
     }
   }
+  // After a decision the panel is replaced; htmx would put focus back into the new reason field
+  // (same id), where the next shortcut would be typed as text. Focus the item instead.
+  document.body.addEventListener("htmx:afterSettle", () => {
+    const active = document.activeElement;
+    if (!active || active === document.body || active.id === "qa-reason") {
+      const panel = document.getElementById("qa-item");
+      if (panel) panel.focus({ preventScroll: true });
+    }
+  });
   document.addEventListener("keydown", (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing || e.repeat) return;
     const t = e.target;

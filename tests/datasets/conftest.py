@@ -62,37 +62,6 @@ def builder(tmp_path) -> ManifestBuilder:
     return ManifestBuilder(tmp_path / "import")
 
 
-# TEMPORARY (remove once annotation.services exists): a stand-in for the core helper's
-# create_project so that these tests can run while that module is being written.
-try:
-    import annotation.services  # noqa: F401
-except ImportError:  # pragma: no cover
-    import sys
-    import types
-
-    def _create_project(*, name, slug, overlap=1, schema=None, created_by=None, **settings):
-        from annotation.models import RF1M_CLASSES, LabelClass, LabelSchema, Project
-
-        if schema is None:
-            schema, created = LabelSchema.objects.get_or_create(
-                slug="rf1m", defaults={"name": "RF1M"}
-            )
-            if created:
-                for order, (slug_, cname, key, desc) in enumerate(RF1M_CLASSES):
-                    LabelClass.objects.create(
-                        schema=schema, slug=slug_, name=cname, hotkey=key, description=desc,
-                        order=order,
-                    )
-        return Project.objects.create(
-            name=name, slug=slug, overlap=overlap, schema=schema, created_by=created_by,
-            **settings,
-        )
-
-    _shim = types.ModuleType("annotation.services")
-    _shim.create_project = _create_project
-    sys.modules["annotation.services"] = _shim
-
-
 def make_voted_project(specs, *, overlap=3, slug=None):
     """A project whose items carry the given votes. specs: list of dicts with `sku`, `votes`
     (label slugs, one per annotator), optional `adjudicated`, `gold` (gold label slug), `done`."""
@@ -102,9 +71,7 @@ def make_voted_project(specs, *, overlap=3, slug=None):
     from generation.models import Product
     from tests.factories import make_creative, make_product, make_user
 
-    project = services.create_project(
-        name=slug or "voted", slug=slug or "voted", overlap=overlap
-    )
+    project = services.create_project(name=slug or "voted", slug=slug or "voted", overlap=overlap)
     classes = {c.slug: c for c in LabelClass.objects.filter(schema=project.schema)}
     width = max((len(s["votes"]) for s in specs), default=0)
     users = [make_user() for _ in range(width)]
@@ -121,16 +88,21 @@ def make_voted_project(specs, *, overlap=3, slug=None):
         )
         for user, slug_ in zip(users, spec["votes"], strict=False):
             Annotation.objects.create(
-                item=item, annotator=user, label=classes[slug_], idempotency_key=f"k{item.id}",
+                item=item,
+                annotator=user,
+                label=classes[slug_],
+                idempotency_key=f"k{item.id}",
                 duration_ms=spec.get("duration_ms", 2000),
             )
-        counts = {}
+        counts, votes = {}, {}
         for slug_ in spec["votes"]:
             counts[classes[slug_].id] = counts.get(classes[slug_].id, 0) + 1
+            votes[slug_] = votes.get(slug_, 0) + 1
         label, agree, n = consensus_of(counts, item.adjudicated_label_id)
         done = spec.get("done", n >= overlap or item.adjudicated_label_id is not None)
         Item.objects.filter(id=item.id).update(
             annotation_count=n,
+            votes=votes,
             consensus_label_id=label,
             agreement=agree,
             status="done" if done else "open",

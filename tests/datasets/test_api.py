@@ -84,8 +84,9 @@ def test_import_api_server_paths(builder, client, settings, tmp_path):
 
 
 def test_dataset_api(client):
-    make_voted_project([{"sku": f"s{i}", "votes": ["available"]} for i in range(5)], overlap=1,
-                       slug="dsp")
+    make_voted_project(
+        [{"sku": f"s{i}", "votes": ["available"]} for i in range(5)], overlap=1, slug="dsp"
+    )
     ml = make_user("ml_engineer")
     client.force_login(make_user("annotator"))
     assert client.get("/api/datasets/").status_code == 403

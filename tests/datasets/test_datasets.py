@@ -125,8 +125,16 @@ def test_create_dataset_version_command():
     make_voted_project([{"sku": f"s{i}", "votes": [A]} for i in range(10)], overlap=1, slug="cmd")
     out = io.StringIO()
     call_command(
-        "create_dataset_version", "--project", "cmd", "--name", "cmd-v1", "--ratios",
-        "0.6,0.2,0.2", "--seed", "3", stdout=out,
+        "create_dataset_version",
+        "--project",
+        "cmd",
+        "--name",
+        "cmd-v1",
+        "--ratios",
+        "0.6,0.2,0.2",
+        "--seed",
+        "3",
+        stdout=out,
     )
     assert out.getvalue().startswith("dataset cmd-v1: 10 items (train 6, val 2, test 2)")
     with pytest.raises(CommandError, match="already exists"):

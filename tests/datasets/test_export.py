@@ -25,13 +25,25 @@ def version():
 
 def test_export_jsonl_command(version, tmp_path, settings):
     out = tmp_path / "out.jsonl"
-    call_command("export_dataset", "exp-v1", "--format", "jsonl", "--out", str(out),
-                 stdout=io.StringIO())
+    call_command(
+        "export_dataset", "exp-v1", "--format", "jsonl", "--out", str(out), stdout=io.StringIO()
+    )
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 12
     row = rows[0]
-    assert set(row) >= {"image", "image_path", "image_url", "product_image", "sku", "title",
-                        "prompt", "label", "split", "votes", "agreement"}
+    assert set(row) >= {
+        "image",
+        "image_path",
+        "image_url",
+        "product_image",
+        "sku",
+        "title",
+        "prompt",
+        "label",
+        "split",
+        "votes",
+        "agreement",
+    }
     assert row["image_path"].startswith(str(settings.MEDIA_ROOT))
     assert row["image_url"].startswith("/media/")
     assert {r["label"] for r in rows} == {A, U}
@@ -44,8 +56,9 @@ def test_export_jsonl_command(version, tmp_path, settings):
 
 def test_export_parquet_loads_with_hf_datasets(version, tmp_path):
     out = tmp_path / "out.parquet"
-    call_command("export_dataset", "exp-v1", "--format", "parquet", "--out", str(out),
-                 stdout=io.StringIO())
+    call_command(
+        "export_dataset", "exp-v1", "--format", "parquet", "--out", str(out), stdout=io.StringIO()
+    )
     table = pq.read_table(out)
     assert table.num_rows == 12
     import datasets
@@ -89,6 +102,7 @@ def test_empty_version_exports(tmp_path):
     project, _, _ = make_voted_project([{"sku": "t", "votes": [A, U], "done": True}])
     create_dataset_version(project=project, name="empty")
     out = tmp_path / "e.parquet"
-    call_command("export_dataset", "empty", "--format", "parquet", "--out", str(out),
-                 stdout=io.StringIO())
+    call_command(
+        "export_dataset", "empty", "--format", "parquet", "--out", str(out), stdout=io.StringIO()
+    )
     assert pq.read_table(out).num_rows == 0

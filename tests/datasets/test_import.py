@@ -49,7 +49,11 @@ def test_reimport_is_idempotent(builder):
 
 
 def test_label_rows_are_counted_annotations_of_a_non_login_source(builder):
-    rows = [builder.row(0, label="available"), builder.row(1, label="size_mismatch"), builder.row(2)]
+    rows = [
+        builder.row(0, label="available"),
+        builder.row(1, label="size_mismatch"),
+        builder.row(2),
+    ]
     path = builder.write(rows)
     run_import(path, "--project", "p2", "--overlap", "2", "--label-source", "vendor-a")
     source = Annotation.objects.first().annotator
@@ -57,6 +61,7 @@ def test_label_rows_are_counted_annotations_of_a_non_login_source(builder):
     labeled = Item.objects.get(external_id="ext-1")
     assert labeled.annotation_count == 1 and labeled.status == "open"
     assert labeled.consensus_label.slug == "size_mismatch"
+    assert labeled.votes == {"size_mismatch": 1}
     assert Item.objects.get(external_id="ext-2").annotation_count == 0
 
     # A second source completes the overlap on the existing items (counters recomputed).
@@ -68,6 +73,7 @@ def test_label_rows_are_counted_annotations_of_a_non_login_source(builder):
     agreed = Item.objects.get(external_id="ext-0")
     assert (agreed.annotation_count, agreed.status, agreed.agreement) == (2, "done", 1.0)
     assert agreed.consensus_label.slug == "available"
+    assert agreed.votes == {"available": 2}
     tie = Item.objects.get(external_id="ext-1")
     assert tie.status == "done" and tie.consensus_label is None and tie.agreement == 0.5
 

@@ -149,6 +149,7 @@ def test_train_score_and_show(worker, rf1m_schema, tmp_path):
     client.force_authenticate(qa)
     body = client.get(f"/api/creatives/{creatives[0].pk}/scores/").json()
     assert body["scores"][0]["model"] == model.name
+    client.force_login(qa)
     page = client.get(f"/feedback/models/{model.name}/")
     assert page.status_code == 200 and b"<svg" in page.content
 
@@ -156,7 +157,6 @@ def test_train_score_and_show(worker, rf1m_schema, tmp_path):
     from annotation.models import Item
 
     item = Item.objects.filter(project=project).first()
-    client.force_login(qa)
     qa_page = client.get(f"/qa/{project.slug}/items/{item.pk}/")
     if qa_page.status_code == 404:
         pytest.skip("the QA item page is not wired yet")

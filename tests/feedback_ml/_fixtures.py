@@ -12,7 +12,7 @@ def _write_pair(root, i, rng, size=40):
     x0, y0 = rng.integers(2, size // 2, 2)
     w = int(rng.integers(6, size // 2))
     colour = rng.integers(0, 255, 3).astype(np.uint8)
-    creative[y0:y0 + w, x0:x0 + w] = colour
+    creative[y0 : y0 + w, x0 : x0 + w] = colour
     product = np.zeros((w, w, 4), np.uint8)
     product[..., :3] = colour
     product[..., 3] = 255
@@ -29,6 +29,14 @@ def random_samples(tmp_path_factory):
     out = []
     for i in range(40):
         cp, pp, box = _write_pair(root, i, rng)
-        out.append(Sample(str(cp), str(pp), label=i % 6, caption=f"product number {i % 7}",
-                          group=f"SKU-{i % 7}", placement=box))
+        out.append(
+            Sample(
+                str(cp),
+                str(pp),
+                label=i % 6,
+                caption=f"product number {i % 7}",
+                group=f"SKU-{i % 7}",
+                placement=box,
+            )
+        )
     return out

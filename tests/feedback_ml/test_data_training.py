@@ -35,8 +35,12 @@ def test_cache_built_once_and_reused(random_samples, tmp_path):  # noqa: F811
 
 
 def test_cache_with_process_pool_matches_in_process(random_samples, tmp_path):  # noqa: F811
-    a = build_cache(random_samples[:64] if len(random_samples) >= 64 else random_samples,
-                    tmp_path / "a", 32, workers=1)
+    a = build_cache(
+        random_samples[:64] if len(random_samples) >= 64 else random_samples,
+        tmp_path / "a",
+        32,
+        workers=1,
+    )
     # n < 64 runs in-process; force the pool through a bigger (repeated) list
     big = (random_samples * 2)[:64]
     b = build_cache(big, tmp_path / "b", 32, workers=2)
@@ -102,28 +106,42 @@ class CancelAt(NullReporter):
 def test_train_checkpoints_cancel_resume_and_score(random_samples, tmp_path):  # noqa: F811
     tr, va, te = random_samples[:28], random_samples[28:34], random_samples[34:]
     cfg = preset("tiny")
-    tc = TrainConfig(epochs=2, batch_size=8, lr=3e-3, step_epoch=1, seed=0,
-                     class_weighting="inverse", cache_dir=str(tmp_path / "cache"),
-                     early_stopping_patience=5)
+    tc = TrainConfig(
+        epochs=2,
+        batch_size=8,
+        lr=3e-3,
+        step_epoch=1,
+        seed=0,
+        class_weighting="inverse",
+        cache_dir=str(tmp_path / "cache"),
+        early_stopping_patience=5,
+    )
     out = tmp_path / "run"
     steps_per_epoch = 28 // 8
     # Cancel in the middle of epoch 2: epoch 1 is checkpointed, nothing partial afterwards.
     with pytest.raises(KeyboardInterrupt):
-        train(model_config=cfg, train_config=tc, train=tr, val=va, test=te, out_dir=out,
-              reporter=CancelAt(steps_per_epoch + 2))
+        train(
+            model_config=cfg,
+            train_config=tc,
+            train=tr,
+            val=va,
+            test=te,
+            out_dir=out,
+            reporter=CancelAt(steps_per_epoch + 2),
+        )
     assert (out / "checkpoints" / "epoch-1" / "model.safetensors").exists()
     assert not (out / "checkpoints" / "epoch-2").exists()
     assert (out / "last" / "training_state.pt").exists() and (out / "best").exists()
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
     rep = CancelAt(10**9)
-    result = train(model_config=cfg, train_config=tc, train=tr, val=va, test=te, out_dir=out,
-                   reporter=rep)
+    result = train(
+        model_config=cfg, train_config=tc, train=tr, val=va, test=te, out_dir=out, reporter=rep
+    )
     assert [h["epoch"] for h in result.history] == [1, 2]  # resumed: epoch 1 not redone
     assert all(step == 2 for name, _, step in rep.metrics if name == "train_loss")
     assert (out / "checkpoints" / "epoch-2").exists()
     m = result.metrics
-    assert set(m["test"]) >= {"accuracy", "macro_f1", "per_class", "available", "confusion",
-                              "ece"}
+    assert set(m["test"]) >= {"accuracy", "macro_f1", "per_class", "available", "confusion", "ece"}
     assert m["epochs_run"] == 2 and m["best_epoch"] in (1, 2)
     assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 2
     # resuming a finished run only re-evaluates
@@ -148,10 +166,28 @@ def test_train_rejects_unlabeled_and_mismatched_resume(random_samples, tmp_path)
     tc = TrainConfig(epochs=1, batch_size=8, cache_dir=str(tmp_path / "cache"))
     unlabeled = [Sample(s.creative_path, s.product_path, None) for s in random_samples[:4]]
     with pytest.raises(ValueError, match="label"):
-        train(model_config=cfg, train_config=tc, train=unlabeled, val=None, test=None,
-              out_dir=tmp_path / "x")
-    train(model_config=cfg, train_config=tc, train=random_samples[:16], val=None, test=None,
-          out_dir=tmp_path / "y")
+        train(
+            model_config=cfg,
+            train_config=tc,
+            train=unlabeled,
+            val=None,
+            test=None,
+            out_dir=tmp_path / "x",
+        )
+    train(
+        model_config=cfg,
+        train_config=tc,
+        train=random_samples[:16],
+        val=None,
+        test=None,
+        out_dir=tmp_path / "y",
+    )
     with pytest.raises(ValueError, match="different model config"):
-        train(model_config=preset("tiny", width=8), train_config=tc, train=random_samples[:16],
-              val=None, test=None, out_dir=tmp_path / "y")
+        train(
+            model_config=preset("tiny", width=8),
+            train_config=tc,
+            train=random_samples[:16],
+            val=None,
+            test=None,
+            out_dir=tmp_path / "y",
+        )

@@ -53,14 +53,16 @@ def test_alpha_and_placement_masks():
 def test_classification_report_against_hand_computed_values():
     names = ["available", "unsuitable", "space_mismatch"]
     y = np.array([0, 0, 1, 1, 2, 2])
-    probs = np.array([
-        [0.9, 0.05, 0.05],  # 0 → 0 ok
-        [0.2, 0.7, 0.1],  # 0 → 1 wrong
-        [0.1, 0.8, 0.1],  # 1 → 1 ok
-        [0.6, 0.3, 0.1],  # 1 → 0 wrong
-        [0.1, 0.1, 0.8],  # 2 → 2 ok
-        [0.2, 0.1, 0.7],  # 2 → 2 ok
-    ])
+    probs = np.array(
+        [
+            [0.9, 0.05, 0.05],  # 0 → 0 ok
+            [0.2, 0.7, 0.1],  # 0 → 1 wrong
+            [0.1, 0.8, 0.1],  # 1 → 1 ok
+            [0.6, 0.3, 0.1],  # 1 → 0 wrong
+            [0.1, 0.1, 0.8],  # 2 → 2 ok
+            [0.2, 0.1, 0.7],  # 2 → 2 ok
+        ]
+    )
     r = classification_report(y, probs, names)
     assert r["accuracy"] == pytest.approx(4 / 6)
     assert r["confusion"] == [[1, 1, 0], [1, 1, 0], [0, 0, 2]]
@@ -86,6 +88,7 @@ def test_ece_and_kappa():
     assert expected_calibration_error(y, probs) == pytest.approx(0.3)
     # kappa: po = 3/4; pe = (2*2 + 2*2)/16 = .5 → (0.75-0.5)/0.5 = 0.5
     assert cohen_kappa(["a", "a", "b", "b"], ["a", "b", "b", "b"]) == pytest.approx(
-        (0.75 - (1 * 2 + 3 * 2) / 16) / (1 - (1 * 2 + 3 * 2) / 16))
+        (0.75 - (1 * 2 + 3 * 2) / 16) / (1 - (1 * 2 + 3 * 2) / 16)
+    )
     agr = model_human_agreement(["a", "b"], ["a", "b"])
     assert agr == {"kappa": 1.0, "agreement": 1.0, "n": 2}

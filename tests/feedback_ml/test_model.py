@@ -12,8 +12,10 @@ def _batch(model, b=3, seed=0):
     g = torch.Generator().manual_seed(seed)
     cfg = model.config
     s = cfg.image_size
-    batch = {m: torch.randint(0, 256, (b, MODALITY_CHANNELS[m], s, s), generator=g,
-                              dtype=torch.uint8) for m in cfg.image_modalities}
+    batch = {
+        m: torch.randint(0, 256, (b, MODALITY_CHANNELS[m], s, s), generator=g, dtype=torch.uint8)
+        for m in cfg.image_modalities
+    }
     captions = ["Hard-shell cabin suitcase", "", "lipstick"]
     batch.update(model.tokenize([captions[i % 3] for i in range(b)]))
     return batch
@@ -60,12 +62,21 @@ def test_missing_modality_and_bad_config_errors():
 
 @pytest.mark.parametrize("kind", ["resnet", "convnext"])
 def test_transformers_backbones_and_shared_condition_encoder(kind, tmp_path):
-    hf = {"resnet": {"embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1],
-                     "layer_type": "basic"},
-          "convnext": {"hidden_sizes": [8, 16], "depths": [1, 1]}}[kind]
-    cfg = preset("tiny", image_backbone=BackboneConfig(kind=kind, hf_config=dict(hf)),
-                 condition_backbone=BackboneConfig(kind=kind, hf_config=dict(hf)),
-                 share_condition_backbone=True)
+    hf = {
+        "resnet": {
+            "embedding_size": 8,
+            "hidden_sizes": [8, 16],
+            "depths": [1, 1],
+            "layer_type": "basic",
+        },
+        "convnext": {"hidden_sizes": [8, 16], "depths": [1, 1]},
+    }[kind]
+    cfg = preset(
+        "tiny",
+        image_backbone=BackboneConfig(kind=kind, hf_config=dict(hf)),
+        condition_backbone=BackboneConfig(kind=kind, hf_config=dict(hf)),
+        share_condition_backbone=True,
+    )
     model = RFNet(cfg).eval()
     assert len(model.encoders) == 1  # image only; conditions share one encoder
     batch = _batch(model)
@@ -80,11 +91,16 @@ def test_transformers_backbones_and_shared_condition_encoder(kind, tmp_path):
 def test_pretrained_local_backbone_folder(tmp_path):
     from transformers import ResNetConfig, ResNetModel
 
-    ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
-                             layer_type="basic")).save_pretrained(tmp_path / "resnet")
+    ResNetModel(
+        ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
+    ).save_pretrained(tmp_path / "resnet")
     src = BackboneConfig(kind="pretrained", path=str(tmp_path / "resnet"))
-    cfg = preset("tiny", modalities=["image", "product", "saliency"], image_backbone=src,
-                 condition_backbone=src)
+    cfg = preset(
+        "tiny",
+        modalities=["image", "product", "saliency"],
+        image_backbone=src,
+        condition_backbone=src,
+    )
     model = RFNet(cfg).eval()
     assert model.config.image_backbone.kind == "resnet"  # resolved: reload needs no folder
     assert cfg.image_backbone.kind == "pretrained"  # the caller's config is left alone
@@ -122,6 +138,9 @@ def test_gradients_reach_every_trainable_part():
     model = RFNet(preset("tiny", dropout=0.0)).train()
     out = model(_batch(model, b=4), return_dict=True)
     (out["logits"].sum() + out["available_logit"].sum()).backward()
-    dead = [n for n, p in model.named_parameters()
-            if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+    dead = [
+        n
+        for n, p in model.named_parameters()
+        if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)
+    ]
     assert dead == []

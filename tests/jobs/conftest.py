@@ -20,7 +20,8 @@ from tests.factories import make_user
 
 ROOT = Path(__file__).resolve().parents[2]
 # Fast timings for tests (the web process reads settings, the workers the environment).
-TIMINGS = {"HEARTBEAT_SECONDS": 0.5, "STALE_SECONDS": 3, "SWEEP_SECONDS": 1, "FLUSH_SECONDS": 0.3}
+# STALE is 10 heartbeats: a loaded CI machine must not get live jobs swept.
+TIMINGS = {"HEARTBEAT_SECONDS": 0.5, "STALE_SECONDS": 5, "SWEEP_SECONDS": 1, "FLUSH_SECONDS": 0.3}
 
 
 @pytest.fixture(autouse=True)
@@ -112,7 +113,9 @@ def workers(tmp_path, transactional_db):
     w.stop_all()
 
 
-def wait_for(predicate, *, timeout: float, interval: float = 0.1, what: str = "condition", on_fail=None):
+def wait_for(
+    predicate, *, timeout: float, interval: float = 0.1, what: str = "condition", on_fail=None
+):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

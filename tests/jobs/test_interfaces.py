@@ -2,6 +2,7 @@
 jobs are only enqueued here, or run in the foreground)."""
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django_tasks_db.models import DBTaskResult
@@ -144,10 +145,10 @@ def test_admin_launch_action_confirms_validates_and_enqueues_once(client, ml_use
         assert new.params["steps"] == 9 and new.requested_by == ml_user
         # A staff user without the ML-engineer role cannot launch.
         staff = make_user(None, is_staff=True, is_superuser=False)
-        staff.user_permissions.add(*__import__("django.contrib.auth.models", fromlist=["Permission"]).Permission.objects.filter(content_type__app_label="jobs"))
+        staff.user_permissions.add(*Permission.objects.filter(content_type__app_label="jobs"))
         client.force_login(staff)
-        _admin_launch(client, {**good, "job_key": "other"})
-        assert Job.objects.count() == 2
+        denied = _admin_launch(client, {**good, "job_key": "other"})
+        assert denied.status_code == 302 and Job.objects.count() == 2
     finally:
         site_admin.actions = JobAdmin.actions
 
@@ -166,6 +167,7 @@ def test_launch_job_command_enqueues_and_rejects_bad_params(capsys):
     assert Job.objects.count() == 1
 
 
+@pytest.mark.django_db(transaction=True)  # the heartbeat thread uses its own connection
 def test_foreground_run_retries_failure_and_succeeds(tmp_path, capsys):
     call_command("run_demo_job", "--steps", "12", "--steps-per-epoch", "4", "--foreground")
     job = Job.objects.get()
@@ -184,6 +186,7 @@ def _always_fails(ctx):
     raise RuntimeError("boom")
 
 
+@pytest.mark.django_db(transaction=True)
 def test_foreground_failure_exits_nonzero_with_error():
     register(JobKind(name="test_always_fails", run=_always_fails, max_attempts=2))
     with pytest.raises(CommandError, match="boom"):

@@ -7,6 +7,7 @@ from annotation import services
 from annotation.models import Annotation, Assignment, Item
 from jobs.roles import ANNOTATOR, QA
 from tests.factories import make_project, make_user
+from tests.ui.images import pretty_creatives
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,7 +44,8 @@ def wait_prefetched(page, n=2):
 
 @pytest.mark.browser
 def test_label_five_by_keyboard_then_undo(live_server, new_page, login, shots_dir):
-    project = make_project(n_items=8, slug="kbd")
+    project = make_project(slug="kbd", name="Spring catalogue · batch 3")
+    services.add_creatives_to_project(project=project, creatives=pretty_creatives(8))
     annotator = make_user(ANNOTATOR, username="ann-kbd")
     page = login(new_page(), annotator)
     page.goto(f"{live_server.url}/label/kbd/")
@@ -127,9 +129,12 @@ def test_lost_lease_is_shown_as_an_error(live_server, new_page, login):
 
 
 @pytest.mark.browser
-def test_help_and_zoom(live_server, new_page, login):
-    make_project(n_items=2, slug="help")
+def test_help_and_zoom(live_server, new_page, login, shots_dir):
+    make_project(n_items=2, slug="help", name="Help project")
     page = login(new_page(), make_user(ANNOTATOR))
+    assert page.url.endswith("/label/")  # home sends annotators to their projects
+    page.locator("[data-project=help]").wait_for()
+    page.screenshot(path=str(shots_dir / "label-projects.png"))
     page.goto(f"{live_server.url}/label/help/")
     wait_for_new_item(page, 0)
     page.keyboard.press("?")
@@ -137,6 +142,7 @@ def test_help_and_zoom(live_server, new_page, login):
     dialog.wait_for(state="visible")
     assert "Shape hallucination" in dialog.inner_text()
     assert "pedestals" in dialog.inner_text()  # label descriptions
+    page.screenshot(path=str(shots_dir / "label-help.png"))
     page.keyboard.press("Escape")
     dialog.wait_for(state="hidden")
     page.keyboard.press("z")
@@ -182,7 +188,7 @@ def test_label_page_is_blind_to_other_annotators(client):
 
 
 def test_label_endpoints_validate_input(client):
-    project = make_project(n_items=2, slug="val")
+    make_project(n_items=2, slug="val")
     user = make_user(ANNOTATOR)
     client.force_login(user)
     item = client.post("/label/val/claim/", {}, content_type="application/json").json()["item"]
@@ -239,3 +245,67 @@ def test_project_listing_and_access(client):
         client.post("/label/open-to-all/claim/", {}, content_type="application/json").status_code
         == 403
     )
+
+
+@pytest.mark.browser
+def test_heartbeat_renews_both_leases(live_server, new_page, login):
+    project = make_project(n_items=3, slug="beat", lease_seconds=10)
+    annotator = make_user(ANNOTATOR)
+    page = login(new_page(), annotator)
+    page.goto(f"{live_server.url}/label/beat/")
+    wait_for_new_item(page, 0)
+    wait_prefetched(page)
+    first = {
+        a.item_id: a.expires_at
+        for a in Assignment.objects.filter(annotator=annotator, status="active")
+    }
+    assert len(first) == 2
+    # lease_seconds / 3 rounds up to the 5 s minimum beat.
+    page.wait_for_timeout(5600)
+    later = {
+        a.item_id: a.expires_at
+        for a in Assignment.objects.filter(annotator=annotator, status="active")
+    }
+    assert later.keys() == first.keys()
+    assert all(later[i] > first[i] for i in first), (first, later)
+    assert project.items.filter(status="open").count() == 3
+
+
+def test_undo_refuses_reviewed_items(client):
+    make_project(n_items=1, slug="undo-reviewed", qa_sample_rate=1.0)
+    annotator = make_user(ANNOTATOR)
+    client.force_login(annotator)
+    item = client.post("/label/undo-reviewed/claim/", {}, content_type="application/json")
+    item_id = item.json()["item"]["item_id"]
+    url = reverse("label-submit", args=["undo-reviewed", item_id])
+    client.post(
+        url, {"label": "available", "idempotency_key": "a"}, content_type="application/json"
+    )
+    services.review_item(item_id=item_id, reviewer=make_user(QA), action="accept")
+    resp = client.post("/label/undo-reviewed/undo/", {}, content_type="application/json")
+    assert resp.status_code == 200
+    assert resp.json()["item"] is None and "Nothing to undo" in resp.json()["message"]
+    assert Annotation.objects.get(item_id=item_id).discarded_at is None
+
+
+@pytest.mark.browser
+def test_offline_label_shows_next_item_and_is_retried(live_server, new_page, login):
+    """Optimistic submit: the next (prefetched) item shows at once while the network is down;
+    the label is retried with the same idempotency key and stored exactly once."""
+    make_project(n_items=4, slug="offline")
+    annotator = make_user(ANNOTATOR)
+    page = login(new_page(), annotator)
+    page.goto(f"{live_server.url}/label/offline/")
+    first = wait_for_new_item(page, 0)
+    wait_prefetched(page)
+    page.context.set_offline(True)
+    page.keyboard.press("3")
+    second = wait_for_new_item(page, first)  # no network needed
+    page.wait_for_function("document.getElementById('status-line').textContent.includes('Offline')")
+    assert not Annotation.objects.filter(annotator=annotator).exists()
+    page.context.set_offline(False)
+    wait_saved(page)
+    stored = Annotation.objects.get(annotator=annotator)
+    assert (stored.item_id, stored.label.slug) == (first, "space_mismatch")
+    assert shown_item(page) == second
+    wait_prefetched(page)  # the queue refills once the network is back

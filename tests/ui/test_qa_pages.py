@@ -6,13 +6,20 @@ from annotation import services
 from annotation.models import Annotation, Item, Review
 from jobs.roles import ANNOTATOR, ML_ENGINEER, QA
 from tests.factories import make_project, make_user
+from tests.ui.images import pretty_creatives
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def labelled_project(*, slug, n_items=3, labels=("available", "space_mismatch", "size_mismatch")):
+def labelled_project(
+    *, slug, n_items=3, labels=("available", "space_mismatch", "size_mismatch"), pretty=False
+):
     """A project with QA sampling every item, each labeled once by a fresh annotator."""
-    project = make_project(n_items=n_items, slug=slug, qa_sample_rate=1.0)
+    if pretty:
+        project = make_project(slug=slug, qa_sample_rate=1.0)
+        services.add_creatives_to_project(project=project, creatives=pretty_creatives(n_items))
+    else:
+        project = make_project(n_items=n_items, slug=slug, qa_sample_rate=1.0)
     annotator = make_user(ANNOTATOR, username=f"{slug}-annotator")
     for i in range(n_items):
         assignment = services.claim_next_item(project=project, annotator=annotator)
@@ -56,7 +63,7 @@ def test_queue_shows_items_with_reason_and_every_annotation(client):
         assert f"Item #{item.pk}" in html
     assert "Random sample" in html
     assert annotator.username in html and "note 0" in html  # annotations with their notes
-    assert "1 s" in html  # duration
+    assert "1.5 s" in html  # duration
 
 
 def test_reject_requires_reason_and_relabel_requires_label(client):
@@ -79,7 +86,7 @@ def test_reject_requires_reason_and_relabel_requires_label(client):
 
 @pytest.mark.browser
 def test_qa_rejects_in_browser_and_item_returns_to_queue(live_server, new_page, login, shots_dir):
-    project, annotator = labelled_project(slug="qa-browser")
+    project, annotator = labelled_project(slug="qa-browser", pretty=True)
     reviewer = make_user(QA, username="qa-reviewer")
     first = Item.objects.filter(project=project, review_status="pending").order_by("id").first()
     page = login(new_page(), reviewer)

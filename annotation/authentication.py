@@ -1,0 +1,29 @@
+"""Token authentication that also loads the user's roles in the same query, so that a labeling
+request spends one query on auth + roles (the queue's query budget)."""
+
+from django.contrib.auth import get_user_model
+from django.db.models import Exists, OuterRef
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.authtoken.models import Token
+from rest_framework.exceptions import AuthenticationFailed
+
+from jobs.roles import ROLES
+
+
+class RoleAwareTokenAuthentication(TokenAuthentication):
+    def authenticate_credentials(self, key):
+        through = get_user_model().groups.through
+        flags = {
+            f"role_{role}": Exists(
+                through.objects.filter(user_id=OuterRef("user_id"), group__name=role)
+            )
+            for role in ROLES
+        }
+        token = Token.objects.select_related("user").annotate(**flags).filter(key=key).first()
+        if token is None:
+            raise AuthenticationFailed("Invalid token.")
+        if not token.user.is_active:
+            raise AuthenticationFailed("User inactive or deleted.")
+        # jobs.roles.has_role reads this cache.
+        token.user._rfstudio_roles = frozenset(r for r in ROLES if getattr(token, f"role_{r}"))
+        return token.user, token
