@@ -37,7 +37,7 @@ demo: seed
 	@echo "  Logins (password 'demo-pass-123'): annotator1, annotator2, qa1, ml1; admin: admin"
 	@echo
 	@trap 'kill 0' EXIT INT TERM; \
-	DJANGO_DEBUG=1 $(BIN)/python manage.py db_worker --queue-name default,gpu --worker-id demo-worker & \
+	DJANGO_DEBUG=1 $(BIN)/python manage.py db_worker --queue-name default,gpu --worker-id demo-worker --no-reload & \
 	DJANGO_DEBUG=1 $(BIN)/python manage.py runserver $(HOST):$(PORT) --noreload; \
 	wait
 

@@ -207,8 +207,7 @@ def _annotate(*, project, users, seed, result: DemoResult, error_rate=0.08):
         ).values_list("item_id", "label__slug")
     )
     rng = random.Random(seed)
-    i = 0
-    idle = 0
+    i = idle = seen = 0
     while idle < len(annotators):
         annotator = annotators[i % len(annotators)]
         i += 1
@@ -223,7 +222,9 @@ def _annotate(*, project, users, seed, result: DemoResult, error_rate=0.08):
                 label = rng.choice(CONFUSIONS[label])
         elif item.pk in truth:
             label = truth[item.pk]
-            if rng.random() < error_rate:
+            seen += 1
+            # A couple of sure disagreements even in a tiny demo, then ~error_rate of them.
+            if seen in (3, 7) or rng.random() < error_rate:
                 label = rng.choice(CONFUSIONS[label])
                 result.disagreements += 1
         else:
@@ -252,11 +253,16 @@ def _review(*, project, users, result: DemoResult, limit=12):
             item__project=project, annotator__username=LABEL_SOURCE, discarded_at__isnull=True
         ).values_list("item_id", "label__slug")
     )
+    # Half of the QA work adjudicates disagreements (the rest stay for qa1), half accepts samples.
+    quota = {"disagreement": limit // 2, "sample": limit - limit // 2}
     done = 0
     for item in pending:
-        if done >= limit:
-            break
-        if item.review_reason == "disagreement" and item.pk in truth and done % 2 == 0:
+        reason = item.review_reason
+        if quota.get(reason, 0) <= 0:
+            continue
+        if reason == "disagreement":
+            if item.pk not in truth:
+                continue
             services.review_item(
                 item_id=item.pk,
                 reviewer=reviewer,
@@ -264,10 +270,9 @@ def _review(*, project, users, result: DemoResult, limit=12):
                 label=truth[item.pk],
                 reason="demo: adjudicated",
             )
-        elif item.review_reason == "sample":
-            services.review_item(item_id=item.pk, reviewer=reviewer, action="accept")
         else:
-            continue
+            services.review_item(item_id=item.pk, reviewer=reviewer, action="accept")
+        quota[reason] -= 1
         done += 1
     result.reviews_created += done
 

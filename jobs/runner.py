@@ -192,8 +192,9 @@ def _jsonable(result):
 # --- multi-process (accelerate) ----------------------------------------------------------------
 def launch_command(job_id: int, attempt: int, n: int, device: str) -> list[str]:
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(n)]
+    cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     if device.startswith("cuda"):
-        cmd += ["--multi_gpu", "--num_machines", "1"]
+        cmd += ["--multi_gpu"]
     else:
         cmd += ["--cpu"]
     return [*cmd, "-m", "jobs.launch", str(job_id), str(attempt)]

@@ -258,18 +258,28 @@ class CachedDataset(torch.utils.data.Dataset):
         return batch
 
     def _augment(self, batch: dict[str, Any], n: int) -> None:
+        flips, shifts = self.draw_augmentation(n)
+        self.apply_augmentation(batch, flips, shifts)
+
+    def draw_augmentation(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample (flip, (dy, dx)) from torch's RNG (seeded per epoch / worker)."""
         flips = torch.rand(n) < 0.5 if self.hflip else torch.zeros(n, dtype=torch.bool)
         s = self.max_shift
         shifts = torch.randint(-s, s + 1, (n, 2)) if s > 0 else torch.zeros(n, 2, dtype=torch.long)
+        return flips, shifts
+
+    def apply_augmentation(
+        self, batch: dict[str, Any], flips: torch.Tensor, shifts: torch.Tensor
+    ) -> None:
+        """The same flip and shift on every image modality of each sample (in place)."""
         for m in self.modalities:
             x = batch[m]
             if flips.any():
                 x[flips] = x[flips].flip(-1)
-            if s > 0:
-                for j in range(n):
-                    dy, dx = int(shifts[j, 0]), int(shifts[j, 1])
-                    if dy or dx:
-                        x[j] = _shift(x[j], dy, dx)
+            for j in range(len(flips)):
+                dy, dx = int(shifts[j, 0]), int(shifts[j, 1])
+                if dy or dx:
+                    x[j] = _shift(x[j], dy, dx)
 
 
 def make_collate(tokenize: Callable[[list[str]], dict[str, torch.Tensor]] | None):

@@ -92,6 +92,8 @@ def test_seed_demo_is_complete_and_idempotent():
     assert Annotation.objects.filter(
         item__project=project, annotator__username__in=ANNOTATORS
     ).exists()
+    assert first.disagreements >= 2
+    assert Review.objects.filter(item__project=project, action="relabel").exists()
     # Unlabeled items are left for the annotators.
     assert items.filter(is_gold=False, annotation_count=0).count() == 6
     version = DatasetVersion.objects.get(project=project)
