@@ -20,6 +20,7 @@ from django.db.models import Count
 
 from annotation import agreement
 from annotation.models import Annotation, AuditEvent, DatasetItem, DatasetVersion, Item, Project
+from generation.services import insert_rows
 
 SPLITS = ("train", "val", "test")
 NAME_RE = re.compile(r"^[-a-zA-Z0-9_]{1,100}$")
@@ -184,23 +185,23 @@ def create_dataset_version(
             stats=stats,
             item_count=len(kept),
         )
-        for start in range(0, len(kept), BATCH_SIZE):
-            DatasetItem.objects.bulk_create(
-                [
-                    DatasetItem(
-                        version=version,
-                        item_id=item_id,
-                        creative_id=creative_id,
-                        label=slug_of[label],
-                        split=split_of[sku],
-                        votes=min(n, 32767),
-                        agreement=agree,
-                    )
-                    for item_id, creative_id, sku, label, n, agree in kept[
-                        start : start + BATCH_SIZE
-                    ]
-                ]
-            )
+        # executemany in batches (bulk_create makes one statement per ~70 rows on SQLite).
+        insert_rows(
+            DatasetItem,
+            ["version", "item", "creative", "label", "split", "votes", "agreement"],
+            (
+                (
+                    version.id,
+                    item_id,
+                    creative_id,
+                    slug_of[label],
+                    split_of[sku],
+                    min(n, 32767),
+                    agree,
+                )
+                for item_id, creative_id, sku, label, n, agree in kept
+            ),
+        )
         AuditEvent.objects.create(
             project=project,
             actor=created_by,

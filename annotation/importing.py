@@ -462,14 +462,9 @@ def _write(
         )
 
         # Items: one per (project, creative); counters set at insert for the rows' labels.
-        existing_items: dict[int, int] = {}
-        cids = sorted(set(creative_ids.values()))
-        for start in range(0, len(cids), gen_services.LOOKUP_CHUNK):
-            existing_items.update(
-                Item.objects.filter(
-                    project=project, creative_id__in=cids[start : start + gen_services.LOOKUP_CHUNK]
-                ).values_list("creative_id", "id")
-            )
+        existing_items: dict[int, int] = gen_services.ids_by_key(
+            Item, "creative", set(creative_ids.values()), project=project
+        )
         randomize = project.ordering == Project.Ordering.RANDOM
         now = timezone.now()
         new_items: dict[int, tuple] = {}
@@ -507,14 +502,7 @@ def _write(
         labeled = [(row, creative_ids[sha]) for row, sha in row_sha if row.data.get("label")]
         if labeled:
             item_ids: dict[int, int] = dict(existing_items)
-            new_cids = [cid for cid in new_items]
-            for start in range(0, len(new_cids), gen_services.LOOKUP_CHUNK):
-                item_ids.update(
-                    Item.objects.filter(
-                        project=project,
-                        creative_id__in=new_cids[start : start + gen_services.LOOKUP_CHUNK],
-                    ).values_list("creative_id", "id")
-                )
+            item_ids.update(gen_services.ids_by_key(Item, "creative", new_items, project=project))
             old_item_ids = sorted({item_ids[cid] for _, cid in labeled if cid in existing_items})
             already: set[int] = set()
             for start in range(0, len(old_item_ids), gen_services.LOOKUP_CHUNK):

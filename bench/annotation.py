@@ -148,6 +148,7 @@ def precreate_creatives(var: Path, n: int, skus: int) -> Path:
     import hashlib
 
     from generation.models import Creative, Product
+    from generation.services import insert_rows
 
     Product.objects.bulk_create(
         [
@@ -158,22 +159,23 @@ def precreate_creatives(var: Path, n: int, skus: int) -> Path:
     )
     pids = dict(Product.objects.values_list("sku", "id"))
     manifest = var / "manifest.jsonl"
+    fields = ["product", "image", "thumbnail", "sha256", "width", "height"]
     batch = []
     with manifest.open("w") as fh:
         for i in range(n):
             sha = hashlib.sha256(f"creative-{i}".encode()).hexdigest()
             batch.append(
-                Creative(
-                    product_id=pids[f"SKU-{i % skus}"],
-                    image=f"creatives/{sha[:2]}/{sha}.png",
-                    thumbnail=f"thumbnails/{sha[:2]}/{sha}.webp",
-                    sha256=sha,
-                    width=16,
-                    height=16,
+                (
+                    pids[f"SKU-{i % skus}"],
+                    f"creatives/{sha[:2]}/{sha}.png",
+                    f"thumbnails/{sha[:2]}/{sha}.webp",
+                    sha,
+                    16,
+                    16,
                 )
             )
             if len(batch) == 20000:
-                Creative.objects.bulk_create(batch)
+                insert_rows(Creative, fields, batch)
                 batch = []
             fh.write(
                 json.dumps(
@@ -192,7 +194,7 @@ def precreate_creatives(var: Path, n: int, skus: int) -> Path:
                 + "\n"
             )
     if batch:
-        Creative.objects.bulk_create(batch)
+        insert_rows(Creative, fields, batch)
     return manifest
 
 
@@ -296,7 +298,7 @@ def queries_per_call(slug, user) -> dict:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    client = Client()
+    client = Client(HTTP_HOST="127.0.0.1")  # ALLOWED_HOSTS has no "testserver" here
     client.force_login(user)
     counts = {"next": [], "submit": []}
     for _ in range(5):

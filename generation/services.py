@@ -174,15 +174,40 @@ def insert_rows(model, fields: list[str], rows: Iterable[tuple], *, ignore_confl
             row[i] = fobjs[i].get_db_prep_save(row[i], conn)
         return row
 
+    if conn.vendor == "postgresql" and not ignore_conflicts:
+        # COPY: one stream, no per-statement query parsing (psycopg's client-side binding of a
+        # many-row VALUES statement costs more than the server's work). Row triggers still fire.
+        copy_sql = "COPY {} ({}) FROM STDIN".format(
+            qn(model._meta.db_table), ", ".join(qn(f.column) for f in fobjs)
+        )
+
+        def flush(cursor, batch):
+            def run_copy(sql, params, many, context):
+                with cursor.cursor.copy(sql) as copy:
+                    for row in batch:
+                        copy.write_row(row)
+
+            # Through Django's execute wrappers so that query timers/loggers see the COPY.
+            cursor._execute_with_wrappers(copy_sql, None, False, executor=run_copy)
+
+        size = 20000
+    else:
+        # SQLite: executemany of one prepared statement (in-process, no round trips); psycopg
+        # pipelines executemany too.
+
+        def flush(cursor, batch):
+            cursor.executemany(sql, batch)
+
+        size = 5000
     batch: list = []
     with conn.cursor() as cursor:
         for row in rows:
             batch.append(adapt(row))
-            if len(batch) >= 5000:
-                cursor.executemany(sql, batch)
+            if len(batch) >= size:
+                flush(cursor, batch)
                 batch = []
         if batch:
-            cursor.executemany(sql, batch)
+            flush(cursor, batch)
 
 
 def _chunks(seq: list, size: int = LOOKUP_CHUNK) -> Iterable[list]:
@@ -190,18 +215,46 @@ def _chunks(seq: list, size: int = LOOKUP_CHUNK) -> Iterable[list]:
         yield seq[start : start + size]
 
 
-def product_ids_by_sku(skus: Iterable[str]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for chunk in _chunks(sorted(set(skus))):
-        out.update(Product.objects.filter(sku__in=chunk).values_list("sku", "id"))
+def ids_by_key(model, key: str, keys: Iterable, **equal) -> dict:
+    """{key value: id} for rows whose `key` column is in `keys` (and columns in `equal` match).
+
+    Chunked `IN (...)` on SQLite; on PostgreSQL one array parameter (`= ANY(%s)`), because
+    psycopg parses thousands of placeholders in Python on every statement.
+    """
+    from django.db import connections, router
+
+    keys = sorted(set(keys))
+    out: dict = {}
+    if not keys:
+        return out
+    conn = connections[router.db_for_read(model)]
+    if conn.vendor != "postgresql":
+        for chunk in _chunks(keys):
+            out.update(
+                model.objects.filter(**{f"{key}__in": chunk}, **equal).values_list(key, "id")
+            )
+        return out
+    qn = conn.ops.quote_name
+    col = qn(model._meta.get_field(key).column)
+    where = [f"{col} = ANY(%s)"]
+    params: list = []
+    for name, value in equal.items():
+        where.append(f"{qn(model._meta.get_field(name).column)} = %s")
+        params.append(getattr(value, "pk", value))
+    sql = f"SELECT {col}, id FROM {qn(model._meta.db_table)} WHERE {' AND '.join(where)}"
+    with conn.cursor() as cursor:
+        for chunk in _chunks(keys, 50000):
+            cursor.execute(sql, [chunk, *params])
+            out.update(cursor.fetchall())
     return out
+
+
+def product_ids_by_sku(skus: Iterable[str]) -> dict[str, int]:
+    return ids_by_key(Product, "sku", skus)
 
 
 def creative_ids_by_sha(shas: Iterable[str]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for chunk in _chunks(sorted(set(shas))):
-        out.update(Creative.objects.filter(sha256__in=chunk).values_list("sha256", "id"))
-    return out
+    return ids_by_key(Creative, "sha256", shas)
 
 
 def bulk_get_or_create_products(rows: Iterable[ProductRow]) -> dict[str, int]:

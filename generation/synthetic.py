@@ -1142,14 +1142,15 @@ def _hallucinate(layer, rng, colors, S):
     fx, fext, fy = _foot(a)
     opaque = a > 0.8
     bottom_rows = layer[int(h * 0.8) :][opaque[int(h * 0.8) :]][:, :3]
-    body = layer[opaque][:, :3]
     base_col = np.median(bottom_rows, axis=0) if len(bottom_rows) else np.asarray(colors[0][0])
     dom = np.asarray(colors[0][0], np.float32)
     color = base_col if rng.random() < 0.6 else dom
-    kind = str(rng.choice(["pedestal", "pedestal", "legs", "handle", "extrude", "top"]))
+    kind = str(rng.choice(["pedestal", "pedestal", "legs", "legs", "handle", "extrude", "top"]))
+    if kind == "extrude" and (a[fy - 1] > 0.5).sum() < 0.5 * fext:
+        kind = "pedestal"  # a narrow foot (wheels, legs, a tip) would stretch into slivers
     details = {"kind": kind}
     if kind in ("pedestal", "legs", "extrude"):
-        ext = int(h * rng.uniform(0.22, 0.4))
+        ext = int(h * rng.uniform(0.25, 0.45))
         padx = max(0, int(fext * 0.2))
         layer = _pad(layer, bottom=ext, left=padx, right=padx)
         H, W = layer.shape[:2]
@@ -1158,6 +1159,13 @@ def _hallucinate(layer, rng, colors, S):
             pw = max(6, fext * rng.uniform(0.6, 1.15))
             style = rng.choice(["block", "cylinder", "trapezoid"])
             top = fy - max(2, int(h * 0.03))
+            # Reach up to the product's underside within the pedestal's span (feet or a rounded
+            # bottom leave a gap otherwise), so the pedestal always touches the product.
+            span = a[:, int(max(0, cx - padx - pw / 2)) : int(min(w, cx - padx + pw / 2)) + 1]
+            lows = [np.nonzero(c > 0.5)[0] for c in span.T]
+            lows = [c[-1] for c in lows if len(c)]
+            if lows:
+                top = min(top, max(lows) - 2)
 
             def draw(d):
                 if style == "block":
@@ -1177,7 +1185,8 @@ def _hallucinate(layer, rng, colors, S):
                     )
 
             m = _draw_mask((H, W), draw)
-            rgb = _shade_part(m, color * rng.uniform(0.85, 1.05), rng, cx - pw / 2, cx + pw / 2)
+            used = color * rng.uniform(0.85, 1.05)
+            rgb = _shade_part(m, used, rng, cx - pw / 2, cx + pw / 2)
             # A rim where the pedestal meets the product makes it read as one object.
             rim = int(fy + max(1, h * 0.01))
             rgb[rim : rim + max(2, S // 100)] *= 0.8
@@ -1189,15 +1198,22 @@ def _hallucinate(layer, rng, colors, S):
             splay = rng.uniform(0.0, 0.25)
             top = fy - max(3, int(h * 0.04))
 
+            def leg_top(x):
+                # Each leg grows out of the product's underside right above it (rounded bottoms
+                # are higher at the sides), overlapping it a little so they touch.
+                col = np.nonzero(a[:, int(np.clip(x - padx, 0, w - 1))] > 0.5)[0]
+                return min(top, col[-1] - 2) if len(col) else top
+
             def draw(d):
                 for i in range(n):
                     t = (i / (n - 1)) - 0.5
                     x_top = cx + t * span
                     x_bot = x_top + t * splay * ext * 2
+                    y_top = leg_top(x_top)
                     d.polygon(
                         [
-                            (x_top - lw / 2, top),
-                            (x_top + lw / 2, top),
+                            (x_top - lw / 2, y_top),
+                            (x_top + lw / 2, y_top),
                             (x_bot + lw * 0.3, H - 1),
                             (x_bot - lw * 0.3, H - 1),
                         ],
@@ -1205,7 +1221,8 @@ def _hallucinate(layer, rng, colors, S):
                     )
 
             m = _draw_mask((H, W), draw)
-            rgb = _shade_part(m, color * rng.uniform(0.6, 0.95), rng, cx - span / 2, cx + span / 2)
+            used = color * rng.uniform(0.7, 0.95)
+            rgb = _shade_part(m, used, rng, cx - span / 2, cx + span / 2)
             details.update(legs=n)
         else:
             # Outpainting-like stretch: the bottom rows of the product continue downward.
@@ -1219,8 +1236,9 @@ def _hallucinate(layer, rng, colors, S):
             full_m[fy:] = m
             full_rgb[fy:] = rgb
             m, rgb = full_m, full_rgb
+            used = src[-1, :, :3][src[-1, :, 3] > 0.5].mean(axis=0)
         layer = _composite_under(layer, rgb, m)
-        return layer, (padx, 0), details
+        return layer, (padx, 0), {**details, "color": _u8(used)}
     if kind == "handle":
         r = max(6, int(h * rng.uniform(0.22, 0.35)))
         side = str(rng.choice(["left", "right"]))
@@ -1237,19 +1255,24 @@ def _hallucinate(layer, rng, colors, S):
             (H, W), lambda d: d.ellipse([ex - r, cy - r, ex + r, cy + r], outline=255, width=t)
         )
         m = m * (layer[..., 3] < 0.5)
-        rgb = _shade_part(m, color * rng.uniform(0.7, 1.0), rng, ex - r, ex + r)
+        used = color * rng.uniform(0.7, 1.0)
+        rgb = _shade_part(m, used, rng, ex - r, ex + r)
         layer = _composite_under(layer, rgb, m)
-        return layer, (r if side == "left" else 0, 0), {**details, "side": side}
+        details.update(side=side, color=_u8(used))
+        return layer, (r if side == "left" else 0, 0), details
     # "top": an extra cap / knob / spout growing from the top of the product.
-    ext = int(h * rng.uniform(0.18, 0.3))
+    ext = int(h * rng.uniform(0.25, 0.4))
     layer = _pad(layer, top=ext)
     H, W = layer.shape[:2]
     tb = _alpha_bbox(layer[..., 3])
     top_row = np.nonzero(layer[tb[1] + 2, :, 3] > 0.5)[0]
     tx = (top_row[0] + top_row[-1]) / 2 if len(top_row) else W / 2
-    kw = max(6, (tb[2] - tb[0]) * rng.uniform(0.25, 0.5))
+    kw = max(6, (tb[2] - tb[0]) * rng.uniform(0.3, 0.55))
     y_join = tb[1] + max(3, int(h * 0.04))
     style = str(rng.choice(["cap", "knob", "arch"]))
+    if style == "arch" and len(top_row):
+        # Both ends of the arch must land on the product's top.
+        kw = min(kw, max(3.0, (top_row[-1] - top_row[0]) * 0.45))
 
     def draw(d):
         if style == "cap":
@@ -1269,10 +1292,10 @@ def _hallucinate(layer, rng, colors, S):
             )
 
     m = _draw_mask((H, W), draw)
-    col = np.median(body, axis=0) if len(body) and rng.random() < 0.5 else color
-    rgb = _shade_part(m, col * rng.uniform(0.75, 1.0), rng, tx - kw / 2, tx + kw / 2)
+    used = color * rng.uniform(0.75, 1.0)
+    rgb = _shade_part(m, used, rng, tx - kw / 2, tx + kw / 2)
     layer = _composite_under(layer, rgb, m)
-    return layer, (0, ext), {**details, "style": style}
+    return layer, (0, ext), {**details, "style": style, "color": _u8(used)}
 
 
 # --------------------------------------------------------------------------- examples
@@ -1432,7 +1455,7 @@ def generate_example(
         if v == "frame":
             bb = _alpha_bbox(layer[..., 3])
             bw = bb[2] - bb[0]
-            cut = rng.uniform(0.3, 0.5)
+            cut = rng.uniform(0.35, 0.55)
             if rng.random() < 0.5:
                 lx = int(-bb[0] - bw * cut)
                 params["truncation"]["side"] = "left"
@@ -1464,8 +1487,12 @@ def generate_example(
             product_tex = np.ones((S, S, 3), np.float32) * wall
         params["blend"] = {"wall": _u8(wall), "product": _u8(c0)}
     else:
-        wall = _pick_wall(rng, colors)
-        surface, tex = _pick_surface(rng, wall, colors)
+        avoid = list(colors)
+        if "hallucination" in params:
+            # The grafted part must stand out from the scene just like the product does.
+            avoid.append(np.asarray(params["hallucination"]["color"], np.float32) / 255.0)
+        wall = _pick_wall(rng, avoid)
+        surface, tex = _pick_surface(rng, wall, avoid)
         if rng.random() < 0.25:
             # Tone-on-tone scenes exist in every class, so a monochrome scene alone is no cue.
             tint = wall
@@ -1647,7 +1674,7 @@ def _remove_chunk(layer, rng, variant):
             # A straight cut through the upper/side part: the product keeps its base.
             ang = rng.uniform(-math.pi * 0.85, -math.pi * 0.15)  # normal pointing up-ish
             nx, ny = math.cos(ang), math.sin(ang)
-            frac = rng.uniform(0.3, 0.5)
+            frac = rng.uniform(0.32, 0.5)
             proj = (xx - (x0 + x1) / 2) * nx + (yy - (y0 + y1) / 2) * ny
             vals = proj[a > 0.5]
             t = np.quantile(vals, 1 - frac)
@@ -1657,8 +1684,8 @@ def _remove_chunk(layer, rng, variant):
             keep = (proj < t).astype(np.float32)
         else:
             side = rng.choice(["left", "right", "top"])
-            rx = (x1 - x0) * rng.uniform(0.35, 0.6)
-            ry = (y1 - y0) * rng.uniform(0.25, 0.45)
+            rx = (x1 - x0) * rng.uniform(0.4, 0.65)
+            ry = (y1 - y0) * rng.uniform(0.3, 0.5)
             if side == "left":
                 cx, cy = x0, rng.uniform(y0 + ry * 0.5, y1 - ry)
             elif side == "right":
@@ -1667,13 +1694,23 @@ def _remove_chunk(layer, rng, variant):
                 cx, cy = rng.uniform(x0 + rx * 0.3, x1 - rx * 0.3), y0
             keep = ((((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2) > 1).astype(np.float32)
         removed = 1 - float((a * keep).sum()) / max(total, 1e-6)
-        if removed >= 0.2:
+        if removed >= 0.28:
             break
+    else:
+        # No bite was big enough (thin or odd silhouettes): a straight cut always is.
+        proj = (xx - (x0 + x1) / 2) * 0.0 + (yy - (y0 + y1) / 2) * -1.0
+        keep = (proj < np.quantile(proj[a > 0.5], 0.6)).astype(np.float32)
+        removed = 1 - float((a * keep).sum()) / max(total, 1e-6)
     out = layer.copy()
     out[..., 3] = a * keep
-    # The exposed edge reads as a cut: a thin darker rim inside it.
-    edge = (keep > 0) & (np.roll(keep, 1, 0) == 0) | (keep > 0) & (np.roll(keep, -1, 1) == 0)
-    out[..., :3][edge] *= 0.7
+    # The exposed edge reads as a cut: a darker rim along it (not along the original outline).
+    gone = (keep == 0) & (a > 0.5)
+    near = np.zeros_like(gone)
+    for d in range(1, max(2, w // 60) + 1):
+        near |= (
+            np.roll(gone, d, 0) | np.roll(gone, -d, 0) | np.roll(gone, d, 1) | np.roll(gone, -d, 1)
+        )
+    out[..., :3][near & (keep > 0) & (a > 0.5)] *= 0.62
     return out, {"removed_fraction": round(removed, 4)}
 
 

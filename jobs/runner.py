@@ -55,9 +55,11 @@ class JobContext:
         return services.save_artifact(job_id=self.job.pk, name=name, path=path)
 
 
-def work_dir_for(job_id: int) -> Path:
-    """Persistent per job across attempts: checkpoints live here for resume."""
-    path = conf.work_root() / str(job_id)
+def work_dir_for(job) -> Path:
+    """Persistent per job across attempts: checkpoints live here for resume. The creation time is
+    part of the name because ids restart when a database is reset while var/ is kept: a new job
+    must never resume another job's checkpoint."""
+    path = conf.work_root() / f"{job.pk}-{job.created_at:%Y%m%dT%H%M%S%f}"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -137,7 +139,7 @@ def execute(
             job=job,
             params=cleaned,
             reporter=reporter,
-            work_dir=work_dir_for(job.pk),
+            work_dir=work_dir_for(job),
             device=device,
             attempt=attempt,
         )
@@ -254,7 +256,7 @@ def run_rank(job_id: int, attempt: int) -> int:
         job=job,
         params=cleaned,
         reporter=reporter,
-        work_dir=work_dir_for(job.pk),
+        work_dir=work_dir_for(job),
         device=devices.pick_device(),
         attempt=attempt,
         rank=rank,

@@ -20,3 +20,4 @@ def _media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.RFSTUDIO_MODELS_DIR = tmp_path / "models"
     settings.RFSTUDIO_CACHE_DIR = tmp_path / "cache"
+    settings.JOBS_WORK_DIR = str(tmp_path / "jobs")

@@ -4,5 +4,5 @@ Modules: config (dataclasses), presets, maps (auxiliary maps), text (caption enc
 model (RFNet), data (Sample, memmap cache), training (accelerate loop), metrics, scoring.
 """
 
-IMAGE_MODALITIES = ("image", "product", "mask", "edges", "saliency", "depth")
+IMAGE_MODALITIES = ("image", "product", "placed", "mask", "edges", "saliency", "depth")
 ALL_MODALITIES = (*IMAGE_MODALITIES, "caption")

@@ -12,6 +12,7 @@ from . import ALL_MODALITIES, IMAGE_MODALITIES
 MODALITY_CHANNELS = {
     "image": 3,  # generated creative, RGB
     "product": 4,  # product cut-out, RGB + alpha, letterboxed into a square
+    "placed": 4,  # the cut-out pasted at its placement box in the creative frame (0 if unknown)
     "mask": 2,  # [cut-out alpha (product frame), placement mask in the creative frame or 0]
     "edges": 2,  # [edges of the creative, edges of the cut-out]
     "saliency": 1,  # spectral-residual saliency of the creative
@@ -49,6 +50,9 @@ class RFNetConfig:
     fusion_layers: int = 1
     mlp_ratio: float = 2.0
     dropout: float = 0.1
+    # Creative-frame conditions concatenated to the generated image's input channels (early
+    # fusion: pixel-aligned comparison) instead of getting an encoder of their own.
+    early_fusion: list[str] = field(default_factory=list)
     feature_filter: bool = True  # False: conditions are only fused, never cross-attended
     available_head: bool = True  # extra binary P(available) head trained alongside the classes
     available_loss_weight: float = 0.5
@@ -79,6 +83,9 @@ class RFNetConfig:
             raise ValueError("the generated image modality 'image' is required")
         if not 0 <= self.available_index < len(self.class_names):
             raise ValueError("available_index out of range of class_names")
+        self.early_fusion = [m for m in self.early_fusion if m in self.modalities]
+        if any(m in ("image", "caption") for m in self.early_fusion):
+            raise ValueError("early_fusion takes creative-frame maps, not image/caption")
         if self.width % self.heads:
             raise ValueError("width must be divisible by heads")
 
@@ -88,7 +95,7 @@ class RFNetConfig:
 
     @property
     def condition_modalities(self) -> list[str]:
-        return [m for m in self.modalities if m != "image"]
+        return [m for m in self.modalities if m != "image" and m not in self.early_fusion]
 
     @property
     def num_classes(self) -> int:

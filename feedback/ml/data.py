@@ -26,7 +26,7 @@ from PIL import Image
 from .config import MODALITY_CHANNELS
 from .preprocess import PIXEL_MODALITIES, _shapes, process_chunk, process_sample
 
-CACHE_VERSION = 1  # bump when preprocessing changes so stale caches are not reused
+CACHE_VERSION = 2  # bump when preprocessing changes so stale caches are not reused
 
 
 @dataclass

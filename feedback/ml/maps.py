@@ -93,6 +93,32 @@ def alpha_mask(rgba: np.ndarray) -> np.ndarray:
     return np.ones(rgba.shape[:2], dtype=np.float32)
 
 
+def _cropped_cutout(product: Image.Image) -> Image.Image:
+    """The RGBA cut-out cropped to its opaque (alpha >= 128) bounding box."""
+    rgba = product.convert("RGBA")
+    bbox = rgba.getchannel("A").point(lambda v: 255 if v >= 128 else 0).getbbox()
+    return rgba.crop(bbox) if bbox else rgba
+
+
+def _check_box(box: Sequence[float]) -> tuple[int, int, int, int]:
+    if len(box) != 4:
+        raise ValueError(f"placement box must be (x0, y0, x1, y1), got {box!r}")
+    x0, y0, x1, y1 = (int(round(float(v))) for v in box)
+    return x0, y0, x1, y1
+
+
+def placed_product(
+    product: Image.Image, box: Sequence[float], canvas_size: tuple[int, int]
+) -> Image.Image:
+    """The cut-out (RGBA) pasted into `box` on a transparent canvas of the creative's size:
+    what the product should look like where it was placed."""
+    x0, y0, x1, y1 = _check_box(box)
+    canvas = Image.new("RGBA", canvas_size, (0, 0, 0, 0))
+    if x1 > x0 and y1 > y0:
+        canvas.paste(_cropped_cutout(product).resize((x1 - x0, y1 - y0), Image.BILINEAR), (x0, y0))
+    return canvas
+
+
 def placement_mask(
     product: Image.Image, box: Sequence[float], canvas_size: tuple[int, int]
 ) -> np.ndarray:
@@ -103,19 +129,9 @@ def placement_mask(
     to its own opaque bounding box first, so padded and tight cut-outs give the same mask.
     canvas_size = (width, height) of the creative. Returns (height, width) in [0, 1].
     """
-    if len(box) != 4:
-        raise ValueError(f"placement box must be (x0, y0, x1, y1), got {box!r}")
-    w, h = canvas_size
-    x0, y0, x1, y1 = (int(round(float(v))) for v in box)
-    canvas = Image.new("L", (w, h), 0)
-    bw, bh = x1 - x0, y1 - y0
-    if bw > 0 and bh > 0:
-        alpha = product.convert("RGBA").getchannel("A")
-        bbox = alpha.point(lambda v: 255 if v >= 128 else 0).getbbox()
-        if bbox:
-            alpha = alpha.crop(bbox)
-        canvas.paste(alpha.resize((bw, bh), Image.BILINEAR), (x0, y0))
-    return np.asarray(canvas, dtype=np.float32) / 255.0
+    _check_box(box)
+    alpha = placed_product(product, box, canvas_size).getchannel("A")
+    return np.asarray(alpha, dtype=np.float32) / 255.0
 
 
 class DepthEstimator:

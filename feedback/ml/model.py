@@ -209,6 +209,7 @@ class RFNet(nn.Module):
     def __init__(self, config: RFNetConfig, *, _tokenizer_dir: str | Path | None = None) -> None:
         super().__init__()
         config = copy.deepcopy(config)  # resolved in place below; the caller keeps theirs
+        config.__post_init__()  # re-validate (fields may have been edited after creation)
         self.config = config
         d = config.width
         self.encoders = nn.ModuleDict()
@@ -217,8 +218,11 @@ class RFNet(nn.Module):
         shared: nn.Module | None = None
         resolved = {}
         for m in config.image_modalities:
+            if m in config.early_fusion:
+                continue  # enters through the image encoder's input channels
             in_ch = MODALITY_CHANNELS[m]
             if m == "image":
+                in_ch += sum(MODALITY_CHANNELS[e] for e in config.early_fusion)
                 enc, want, resolved["image"] = build_backbone(config.image_backbone, in_ch)
             elif config.share_condition_backbone:
                 if shared is None:
@@ -248,7 +252,11 @@ class RFNet(nn.Module):
                 self.caption.encoder.requires_grad_(False)
         conds = config.condition_modalities
         self.modality_embed = nn.ParameterDict(
-            {m: nn.Parameter(torch.randn(d) * 0.02) for m in config.modalities}
+            {
+                m: nn.Parameter(torch.randn(d) * 0.02)
+                for m in config.modalities
+                if m not in config.early_fusion
+            }
         )
         self.ffm = (
             FeatureFilter(d, config.heads, config.dropout)
@@ -287,8 +295,12 @@ class RFNet(nn.Module):
             return torch.cat([rgb, (x[:, 3:] - 0.5) / 0.25], 1) if x.shape[1] > 3 else rgb
         return (x - 0.5) / 0.25
 
-    def _encode(self, m: str, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    def _encode(
+        self, m: str, x: torch.Tensor, extra: list[torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, tuple[int, int]]:
         x = self._normalize(m, x)
+        if extra:
+            x = torch.cat([x, *extra], 1)
         if m in self.adapters:
             x = self.adapters[m](x)
         # (ModuleDict has no .get)
@@ -307,7 +319,8 @@ class RFNet(nn.Module):
             missing.append("caption_ids")
         if missing:
             raise KeyError(f"RFNet batch lacks {missing}")
-        e_o, grid = self._encode("image", batch["image"])
+        extra = [self._normalize(e, batch[e]) for e in cfg.early_fusion]
+        e_o, grid = self._encode("image", batch["image"], extra)
         b = e_o.shape[0]
         cond_tokens, cond_pads, summaries = [], [], []
         for m in cfg.condition_modalities:

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .maps import placement_mask, sobel_edges, spectral_residual_saliency, to_gray
+from .maps import placed_product, sobel_edges, spectral_residual_saliency, to_gray
 
-PIXEL_MODALITIES = ("image", "product", "mask", "edges", "saliency")
+PIXEL_MODALITIES = ("image", "product", "placed", "mask", "edges", "saliency")
 
 
 def _open(path: str | os.PathLike, what: str) -> Image.Image:
@@ -57,17 +57,21 @@ def process_images(
     image = np.asarray(rgb_full.resize((size, size), Image.BILINEAR), dtype=np.uint8)
     prod = letterbox_rgba(product, size)
     if placement is not None:
-        place = placement_mask(product, placement, rgb_full.size)
-        place = np.asarray(
-            Image.fromarray(_u8(place)).resize((size, size), Image.BILINEAR), dtype=np.uint8
+        pl = placed_product(product, placement, rgb_full.size).resize((size, size), Image.BILINEAR)
+        placed = np.asarray(pl, dtype=np.uint8).copy()
+        place = placed[..., 3].copy()
+        placed[..., :3] = (placed[..., :3].astype(np.uint16) * placed[..., 3:4] // 255).astype(
+            np.uint8
         )
     else:
         place = np.zeros((size, size), np.uint8)
+        placed = np.zeros((size, size, 4), np.uint8)
     gray = to_gray(image)
     prod_gray = to_gray(prod[..., :3]) * 0.5 + prod[..., 3].astype(np.float32) / 510.0
     return {
         "image": image.transpose(2, 0, 1).copy(),
         "product": prod.transpose(2, 0, 1).copy(),
+        "placed": placed.transpose(2, 0, 1).copy(),
         "mask": np.stack([prod[..., 3], place]),
         "edges": np.stack([_u8(sobel_edges(gray)), _u8(sobel_edges(prod_gray))]),
         "saliency": _u8(spectral_residual_saliency(gray))[None],

@@ -17,12 +17,13 @@ RF1M_SLUGS = [
     "shape_hallucination",
 ]
 
-DEFAULT_MODALITIES = ["image", "product", "mask", "edges", "saliency", "caption"]
+DEFAULT_MODALITIES = ["image", "product", "placed", "mask", "edges", "saliency", "caption"]
 
 
 def _tiny() -> dict[str, Any]:
     return dict(
         modalities=list(DEFAULT_MODALITIES),
+        early_fusion=["placed"],
         image_size=32,
         width=16,
         heads=2,
@@ -45,6 +46,7 @@ def _tiny() -> dict[str, Any]:
 def _small() -> dict[str, Any]:
     return dict(
         modalities=list(DEFAULT_MODALITIES),
+        early_fusion=["placed"],
         image_size=96,
         width=96,
         heads=4,
@@ -77,7 +79,8 @@ def _paper() -> dict[str, Any]:
         },
     )
     return dict(
-        modalities=["image", "product", "mask", "saliency", "caption"],
+        modalities=["image", "product", "placed", "mask", "saliency", "caption"],
+        early_fusion=["placed"],
         image_size=384,
         width=384,
         heads=8,
@@ -101,6 +104,7 @@ def _paper() -> dict[str, Any]:
 def _single_image() -> dict[str, Any]:
     cfg = _small()
     cfg["modalities"] = ["image"]
+    cfg["early_fusion"] = []
     return cfg
 
 

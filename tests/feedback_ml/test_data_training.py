@@ -64,7 +64,7 @@ def test_cache_bad_input_is_a_clear_error(tmp_path):
 
 def test_dataset_batches_and_identical_augmentation(random_samples, tmp_path):  # noqa: F811
     cache = build_cache(random_samples, tmp_path, 32, workers=1)
-    mods = ["image", "product", "mask", "edges", "saliency", "caption"]
+    mods = ["image", "product", "placed", "mask", "edges", "saliency", "caption"]
     ds = CachedDataset(cache, random_samples, mods, augment=True, translate=0.1)
     torch.manual_seed(0)
     batch = ds.__getitems__([5, 1, 3])
@@ -73,7 +73,7 @@ def test_dataset_batches_and_identical_augmentation(random_samples, tmp_path):  
     torch.manual_seed(0)
     flips, shifts = ds.draw_augmentation(3)
     assert flips.any() or shifts.abs().sum() > 0
-    for m in ("image", "product", "mask", "edges", "saliency"):
+    for m in ("image", "product", "placed", "mask", "edges", "saliency"):
         for j in range(3):
             x = plain[m][j].flip(-1) if flips[j] else plain[m][j]
             expected = _shift(x, int(shifts[j, 0]), int(shifts[j, 1]))
@@ -195,3 +195,39 @@ def test_train_rejects_unlabeled_and_mismatched_resume(random_samples, tmp_path)
             test=None,
             out_dir=tmp_path / "y",
         )
+
+
+def test_depth_modality_from_a_local_dpt_folder(random_samples, tmp_path):  # noqa: F811
+    from transformers import DPTConfig, DPTForDepthEstimation
+
+    dpt = DPTConfig(
+        hidden_size=16,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=32,
+        image_size=32,
+        patch_size=8,
+        neck_hidden_sizes=[8, 8, 8, 8],
+        fusion_hidden_size=8,
+        backbone_out_indices=[0, 1, 2, 3],
+        head_hidden_size=8,
+    )
+    DPTForDepthEstimation(dpt).save_pretrained(tmp_path / "dpt")
+    cfg = preset("tiny", depth_model_path=str(tmp_path / "dpt"))
+    assert "depth" in cfg.modalities
+    samples = random_samples[:6]
+    cache = build_cache(samples, tmp_path / "cache", 32, depth_model_path=cfg.depth_model_path)
+    depth = np.asarray(cache.array("depth"))
+    assert depth.shape == (6, 1, 32, 32) and depth.max() == 255  # min-max scaled per image
+    model = RFNet(cfg).eval()
+    ds = CachedDataset(cache, samples, cfg.modalities)
+    batch = make_collate(model.tokenize)(ds.__getitems__([0, 1, 2]))
+    with torch.no_grad():
+        ref = torch.softmax(model(batch), -1).numpy()
+    model.save_pretrained(tmp_path / "m")
+    probs = Scorer.from_pretrained(tmp_path / "m", device="cpu").score(samples[:3])
+    assert np.allclose(probs, ref, atol=1e-5)
+    # without the depth maps a depth model refuses the cache
+    plain = build_cache(samples, tmp_path / "cache", 32)
+    with pytest.raises(ValueError, match="depth"):
+        CachedDataset(plain, samples, cfg.modalities)

@@ -31,7 +31,7 @@ def test_tiny_preset_shapes_and_size():
     assert sum(p.numel() for p in model.parameters()) < 30_000
 
 
-@pytest.mark.parametrize("modality", ["product", "mask", "edges", "saliency", "caption"])
+@pytest.mark.parametrize("modality", ["product", "placed", "mask", "edges", "saliency", "caption"])
 def test_every_modality_can_be_switched_off(modality):
     cfg = preset("tiny")
     cfg.modalities = [m for m in cfg.modalities if m != modality]
