@@ -174,7 +174,25 @@ def insert_rows(model, fields: list[str], rows: Iterable[tuple], *, ignore_confl
             row[i] = fobjs[i].get_db_prep_save(row[i], conn)
         return row
 
-    if conn.vendor == "postgresql" and not ignore_conflicts:
+    if conn.vendor == "postgresql" and ignore_conflicts:
+        # COPY has no ON CONFLICT: stage into a temporary table, then INSERT ... SELECT.
+        import uuid
+
+        cols = ", ".join(qn(f.column) for f in fobjs)
+        table = qn(model._meta.db_table)
+        stage = qn(f"rfs_stage_{uuid.uuid4().hex[:12]}")
+        with transaction.atomic(using=conn.alias), conn.cursor() as cursor:
+            cursor.execute(f"CREATE TEMP TABLE {stage} AS SELECT {cols} FROM {table} WITH NO DATA")
+            try:
+                _copy_rows(cursor, f"COPY {stage} ({cols}) FROM STDIN", map(adapt, rows))
+                cursor.execute(
+                    f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} "
+                    "ON CONFLICT DO NOTHING"
+                )
+            finally:
+                cursor.execute(f"DROP TABLE IF EXISTS {stage}")
+        return
+    if conn.vendor == "postgresql":
         # COPY: one stream, no per-statement query parsing (psycopg's client-side binding of a
         # many-row VALUES statement costs more than the server's work). Row triggers still fire.
         copy_sql = "COPY {} ({}) FROM STDIN".format(
@@ -210,6 +228,27 @@ def insert_rows(model, fields: list[str], rows: Iterable[tuple], *, ignore_confl
             flush(cursor, batch)
 
 
+def _copy_rows(cursor, copy_sql: str, rows: Iterable, size: int = 20000) -> None:
+    """COPY rows through Django's execute wrappers (so query timers/loggers see it)."""
+    batch: list = []
+
+    def flush():
+        def run_copy(sql, params, many, context):
+            with cursor.cursor.copy(sql) as copy:
+                for row in batch:
+                    copy.write_row(row)
+
+        cursor._execute_with_wrappers(copy_sql, None, False, executor=run_copy)
+
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            flush()
+            batch = []
+    if batch:
+        flush()
+
+
 def _chunks(seq: list, size: int = LOOKUP_CHUNK) -> Iterable[list]:
     for start in range(0, len(seq), size):
         yield seq[start : start + size]
@@ -235,13 +274,28 @@ def ids_by_key(model, key: str, keys: Iterable, **equal) -> dict:
             )
         return out
     qn = conn.ops.quote_name
-    col = qn(model._meta.get_field(key).column)
-    where = [f"{col} = ANY(%s)"]
+    field = model._meta.get_field(key)
+    col = qn(field.column)
+    target = getattr(field, "target_field", field)
+    integer = target.get_internal_type() in {
+        "AutoField",
+        "BigAutoField",
+        "BigIntegerField",
+        "IntegerField",
+        "PositiveIntegerField",
+    }
+    # A join on unnest() (hash join) rather than `col = ANY(array)`: right after a bulk insert
+    # the planner's statistics are stale and ANY() over a seq scan is rows × keys comparisons.
+    where = ["TRUE"]
     params: list = []
     for name, value in equal.items():
-        where.append(f"{qn(model._meta.get_field(name).column)} = %s")
+        where.append(f"t.{qn(model._meta.get_field(name).column)} = %s")
         params.append(getattr(value, "pk", value))
-    sql = f"SELECT {col}, id FROM {qn(model._meta.db_table)} WHERE {' AND '.join(where)}"
+    sql = (
+        f"SELECT t.{col}, t.id FROM {qn(model._meta.db_table)} t "
+        f"JOIN unnest(%s::{'bigint' if integer else 'text'}[]) AS k(v) ON t.{col} = k.v "
+        f"WHERE {' AND '.join(where)}"
+    )
     with conn.cursor() as cursor:
         for chunk in _chunks(keys, 50000):
             cursor.execute(sql, [chunk, *params])

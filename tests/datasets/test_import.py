@@ -179,3 +179,21 @@ def test_process_pool_path(builder):
     out, _ = run_import(builder.write(rows), "--project", "pool", "--workers", "2")
     assert out.startswith("created 70, skipped 0, bad 0")
     assert Creative.objects.exclude(thumbnail="").count() == 70
+
+
+def test_insert_rows_ignores_conflicts_and_fills_defaults():
+    from django.utils import timezone
+
+    from generation.services import insert_rows
+
+    now = timezone.now()
+    fields = ["sku", "image", "sha256", "created_at"]
+    insert_rows(Product, fields, [("S1", "products/a.png", "a" * 64, now)])
+    insert_rows(
+        Product,
+        fields,
+        [("S1", "products/b.png", "b" * 64, now), ("S2", "products/c.png", "c" * 64, now)],
+        ignore_conflicts=True,
+    )
+    assert dict(Product.objects.values_list("sku", "sha256")) == {"S1": "a" * 64, "S2": "c" * 64}
+    assert Product.objects.get(sku="S2").title == ""  # default of a column not given
