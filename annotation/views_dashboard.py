@@ -89,8 +89,8 @@ def _heatmap(confusion: dict) -> dict:
         "cells": cells,
         "cell": CELL,
         "margin": margin,
-        "width": margin + len(classes) * CELL + 10,
-        "height": 20 + len(classes) * CELL + 110,
+        "width": margin + len(classes) * CELL + 100,
+        "height": 20 + len(classes) * CELL + 130,
         "axis_y": 20 + len(classes) * CELL + 10,
     }
 
