@@ -16,12 +16,15 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, serializers, status
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation import datasets, exporting, importing
+from annotation.api_schema import DetailSerializer, UploadField
 from annotation.models import DatasetVersion, Project
 from jobs.roles import ML_ENGINEER, QA, has_role
 
@@ -44,6 +47,52 @@ class IsQAOrMLEngineer(_RolePermission):
     message = "Only QA and ML engineers may see dataset versions."
 
 
+# --- schema-only serializers: they document the payloads for /api/docs/, the views do not use them.
+
+
+class ImportErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    errors = serializers.ListField(
+        child=serializers.DictField(), required=False, help_text="[{line, error}, ...]"
+    )
+
+
+class ImportOptionsSerializer(serializers.Serializer):
+    label_source = serializers.CharField(required=False, default=importing.DEFAULT_LABEL_SOURCE)
+    overlap = serializers.IntegerField(required=False, default=1, min_value=1)
+    skip_bad = serializers.BooleanField(
+        required=False, default=False, help_text="Skip bad lines instead of failing the import."
+    )
+
+
+class ImportUploadSerializer(ImportOptionsSerializer):
+    manifest = UploadField(help_text="JSONL manifest, one creative per line.")
+    images = serializers.ListField(
+        child=UploadField(),
+        required=False,
+        help_text="Image files the manifest names (any other file field name works too).",
+    )
+
+
+class ImportPathsSerializer(ImportOptionsSerializer):
+    manifest_path = serializers.CharField(help_text="Under RFSTUDIO_IMPORT_ROOTS on the server.")
+    images_root = serializers.CharField(required=False, help_text="Default: the manifest's folder.")
+
+
+class ImportResultSerializer(serializers.Serializer):
+    project = serializers.CharField(allow_null=True)
+    rows = serializers.IntegerField()
+    created = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    bad = serializers.IntegerField()
+    creatives_created = serializers.IntegerField()
+    products_created = serializers.IntegerField()
+    labels_created = serializers.IntegerField()
+    errors = serializers.ListField(child=serializers.DictField(), help_text="[{line, error}, ...]")
+    db_seconds = serializers.FloatField()
+    total_seconds = serializers.FloatField()
+
+
 def _bool(value) -> bool:
     return str(value).strip().lower() in {"1", "true", "yes", "on"}
 
@@ -51,6 +100,21 @@ def _bool(value) -> bool:
 class ImportView(APIView):
     permission_classes = [permissions.IsAuthenticated, IsMLEngineer]
 
+    @extend_schema(
+        operation_id="project_import",
+        summary="Import a manifest (multipart upload, or server paths as JSON/form).",
+        request={
+            "multipart/form-data": ImportUploadSerializer,
+            "application/json": ImportPathsSerializer,
+            "application/x-www-form-urlencoded": ImportPathsSerializer,
+        },
+        responses={
+            201: OpenApiResponse(ImportResultSerializer, description="Items were created."),
+            200: OpenApiResponse(ImportResultSerializer, description="Nothing new (a re-import)."),
+            400: OpenApiResponse(ImportErrorSerializer, description="Bad manifest or options."),
+            403: DetailSerializer,
+        },
+    )
     def post(self, request, slug):
         data = request.data
         label_source = str(data.get("label_source") or importing.DEFAULT_LABEL_SOURCE)
@@ -145,7 +209,7 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
             "export_urls",
         ]
 
-    def get_export_urls(self, obj) -> dict:
+    def get_export_urls(self, obj) -> dict[str, str]:
         return {fmt: f"/api/datasets/{obj.name}/export/?format={fmt}" for fmt in exporting.FORMATS}
 
 
@@ -159,6 +223,12 @@ class DatasetCreateSerializer(serializers.Serializer):
 class DatasetListView(APIView):
     permission_classes = [permissions.IsAuthenticated, IsQAOrMLEngineer]
 
+    @extend_schema(
+        operation_id="datasets_list",
+        summary="Dataset versions, newest first (at most 500).",
+        parameters=[OpenApiParameter("project", str, description="Only this project's (slug).")],
+        responses={200: DatasetVersionSerializer(many=True), 403: DetailSerializer},
+    )
     def get(self, request):
         qs = DatasetVersion.objects.select_related("project", "created_by").order_by(
             "-created_at", "-id"
@@ -171,6 +241,10 @@ class DatasetListView(APIView):
 class DatasetDetailView(APIView):
     permission_classes = [permissions.IsAuthenticated, IsQAOrMLEngineer]
 
+    @extend_schema(
+        operation_id="datasets_retrieve",
+        responses={200: DatasetVersionSerializer, 403: DetailSerializer, 404: DetailSerializer},
+    )
     def get(self, request, name):
         version = get_object_or_404(
             DatasetVersion.objects.select_related("project", "created_by"), name=name
@@ -181,6 +255,20 @@ class DatasetDetailView(APIView):
 class DatasetCreateView(APIView):
     permission_classes = [permissions.IsAuthenticated, IsMLEngineer]
 
+    @extend_schema(
+        operation_id="project_datasets_create",
+        summary="Freeze a dataset version of the project's consensus labels.",
+        request=DatasetCreateSerializer,
+        responses={
+            201: DatasetVersionSerializer,
+            400: OpenApiResponse(
+                OpenApiTypes.OBJECT,
+                description='{"detail": message}, or {field: [messages]} for invalid fields.',
+            ),
+            403: DetailSerializer,
+            404: DetailSerializer,
+        },
+    )
     def post(self, request, slug):
         project = get_object_or_404(Project, slug=slug)
         form = DatasetCreateSerializer(data=request.data)
@@ -205,6 +293,30 @@ class DatasetExportView(APIView):
     permission_classes = [permissions.IsAuthenticated, IsMLEngineer]
     content_negotiation_class = _NoFormatNegotiation
 
+    @extend_schema(
+        operation_id="datasets_export",
+        summary="Download a dataset version (streamed file attachment).",
+        parameters=[
+            OpenApiParameter(
+                "format",
+                str,
+                enum=list(exporting.FORMATS),
+                default="jsonl",
+                description="File type.",
+            )
+        ],
+        responses={
+            (200, exporting.CONTENT_TYPES[fmt]): OpenApiResponse(
+                OpenApiTypes.BINARY, description="The file, as an attachment."
+            )
+            for fmt in exporting.FORMATS
+        }
+        | {
+            (400, "application/json"): DetailSerializer,
+            (403, "application/json"): DetailSerializer,
+            (404, "application/json"): DetailSerializer,
+        },
+    )
     def get(self, request, name):
         version = get_object_or_404(DatasetVersion, name=name)
         fmt = request.query_params.get("format", "jsonl")

@@ -54,6 +54,13 @@ def parse_args():
     p.add_argument("--skus", type=int, default=1000)
     p.add_argument("--requests", type=int, default=200, help="next+submit pairs per client count")
     p.add_argument("--clients", default="1,16")
+    p.add_argument(
+        "--server",
+        choices=["gunicorn", "runserver"],
+        default="gunicorn",
+        help="gunicorn (production settings, DEBUG off) or Django's development server",
+    )
+    p.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
     p.add_argument("--skip-export", action="store_true")
     p.add_argument("--keep", action="store_true", help="keep the database and files")
     p.add_argument("--results", default=str(ROOT / "bench" / "RESULTS.md"))
@@ -204,10 +211,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(env) -> tuple[subprocess.Popen, str]:
+def start_server(env, args) -> tuple[subprocess.Popen, str]:
     port = free_port()
+    if args.server == "gunicorn":
+        # What production runs: DEBUG off, persistent DB connections, plain HTTP on loopback.
+        env = {
+            **env,
+            "DJANGO_DEBUG": "0",
+            "DJANGO_SECRET_KEY": "bench-only-secret-key-" + "x" * 40,
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+            "DJANGO_SECURE_SSL_REDIRECT": "0",
+            "DJANGO_CONN_MAX_AGE": "60",
+        }
+        cmd = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(args.workers),
+            "--log-level",
+            "warning",
+        ]
+    else:
+        cmd = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
     proc = subprocess.Popen(
-        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+        cmd,
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -366,7 +397,7 @@ def main():
     users = [make_user("annotator") for _ in range(max(clients))]
     tokens = [make_token(u) for u in users]
     connection.close()
-    server, base = start_server(ctx["env"])
+    server, base = start_server(ctx["env"], args)
     results["http"] = {}
     try:
         for n in clients:
@@ -433,9 +464,14 @@ def append_results(args, r):
         f"## annotation — {args.db}, {args.items:,} items — "
         f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         "",
-        f"`bench/annotation.py --db {args.db} --items {args.items}` "
-        f"(import mode: {r['import_mode']}; 2-core machine shared with other work, load average "
-        f"{r['load']}; runserver --noreload, DEBUG=1)",
+        f"`bench/annotation.py --db {args.db} --items {args.items} --server {args.server}` "
+        f"(import mode: {r['import_mode']}; 2-core machine, load average before: {r['load']}; "
+        + (
+            f"gunicorn {args.workers} sync workers, DEBUG off"
+            if args.server == "gunicorn"
+            else "runserver --noreload, DEBUG=1"
+        )
+        + ")",
         "",
         f"- import: {r['import']['created']:,} items + {r['import']['labels']:,} labels: "
         f"SQL {r['import']['db_s']} s, write transaction {r['import']['write_s']} s, "

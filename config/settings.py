@@ -224,6 +224,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Annotation, feedback models and jobs for reliable ad image generation.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Several models have a `status` field; name each choice set instead of hashing names.
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "jobs.models.JobStatus",
+        "FeedbackModelStatusEnum": "feedback.models.FeedbackModel.Status",
+    },
 }
 
 # --- ML -----------------------------------------------------------------------------------------

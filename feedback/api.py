@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotation.api_schema import DetailSerializer, UploadField
 from generation.models import Creative
 from jobs.roles import ML_ENGINEER, QA, has_role
 
@@ -94,9 +96,55 @@ class FeedbackModelDetailSerializer(FeedbackModelSerializer):
         fields = [*FeedbackModelSerializer.Meta.fields, "config", "metrics", "evaluations"]
 
 
+# --- schema-only serializers: they document the payloads for /api/docs/, the views do not use them.
+
+
+class CreativeScoresSerializer(serializers.Serializer):
+    creative = serializers.IntegerField()
+    scores = ScoreSerializer(many=True, help_text="One per model that scored the creative.")
+
+
+class FeedbackModelListSerializer(serializers.Serializer):
+    results = FeedbackModelSerializer(many=True)
+
+
+class ScoreUploadsRequestSerializer(serializers.Serializer):
+    image = serializers.ListField(
+        child=UploadField(), help_text="The creatives, one file per image."
+    )
+    product = serializers.ListField(
+        child=UploadField(), help_text="RGBA product cut-outs, one per image, in order."
+    )
+    caption = serializers.ListField(
+        child=serializers.CharField(allow_blank=True), required=False, help_text="One per image."
+    )
+    model = serializers.CharField(
+        required=False, default="active", help_text="A model name, `active` or `latest`."
+    )
+
+
+class UploadScoreSerializer(serializers.Serializer):
+    predicted_label = serializers.CharField()
+    p_available = serializers.FloatField()
+    uncertainty = serializers.FloatField(help_text="Normalised entropy in [0, 1].")
+    probs = serializers.DictField(child=serializers.FloatField(), help_text="{class slug: p}")
+
+
+class ScoreUploadsResponseSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    results = UploadScoreSerializer(many=True, help_text="In the order of the uploads.")
+
+
+_DENIED = {403: DetailSerializer}
+
+
 class CreativeScoresView(APIView):
     permission_classes = [permissions.IsAuthenticated, CanReadScores]
 
+    @extend_schema(
+        summary="RFNet scores of one creative.",
+        responses={200: CreativeScoresSerializer, 404: DetailSerializer, **_DENIED},
+    )
     def get(self, request, pk: int):
         creative = get_object_or_404(Creative, pk=pk)
         scores = selectors.scores_for_creative(creative_id=creative.pk)
@@ -108,6 +156,15 @@ class CreativeScoresView(APIView):
 class ModelListView(APIView):
     permission_classes = [permissions.IsAuthenticated, CanReadScores]
 
+    @extend_schema(
+        operation_id="feedback_models_list",
+        parameters=[
+            OpenApiParameter(
+                "status", str, enum=FeedbackModel.Status.values, description="Only this status."
+            )
+        ],
+        responses={200: FeedbackModelListSerializer, **_DENIED},
+    )
     def get(self, request):
         models = selectors.model_list()
         status_filter = request.query_params.get("status")
@@ -119,6 +176,10 @@ class ModelListView(APIView):
 class ModelDetailView(APIView):
     permission_classes = [permissions.IsAuthenticated, CanReadScores]
 
+    @extend_schema(
+        operation_id="feedback_models_retrieve",
+        responses={200: FeedbackModelDetailSerializer, 404: DetailSerializer, **_DENIED},
+    )
     def get(self, request, name: str):
         model = get_object_or_404(selectors.model_list(), name=name)
         return Response(FeedbackModelDetailSerializer(model).data)
@@ -130,6 +191,15 @@ class ModelActionView(APIView):
     permission_classes = [permissions.IsAuthenticated, IsMLEngineer]
     action = "promote"
 
+    @extend_schema(
+        request=None,
+        responses={
+            200: FeedbackModelSerializer,
+            400: OpenApiResponse(DetailSerializer, description="Not allowed in this status."),
+            404: DetailSerializer,
+            **_DENIED,
+        },
+    )
     def post(self, request, name: str):
         model = get_object_or_404(FeedbackModel, name=name)
         try:
@@ -150,6 +220,15 @@ class ScoreUploadsView(APIView):
     permission_classes = [permissions.IsAuthenticated, IsMLEngineer]
     parser_classes = [MultiPartParser, FormParser]
 
+    @extend_schema(
+        summary="Score uploaded images synchronously (nothing is stored).",
+        request={"multipart/form-data": ScoreUploadsRequestSerializer},
+        responses={
+            200: ScoreUploadsResponseSerializer,
+            400: OpenApiResponse(DetailSerializer, description="Bad uploads or unknown model."),
+            **_DENIED,
+        },
+    )
     def post(self, request):
         try:
             model = selectors.resolve_model(request.data.get("model") or "active")

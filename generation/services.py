@@ -297,7 +297,8 @@ def ids_by_key(model, key: str, keys: Iterable, **equal) -> dict:
         f"WHERE {' AND '.join(where)}"
     )
     with conn.cursor() as cursor:
-        for chunk in _chunks(keys, 50000):
+        # Big chunks: each statement may hash-join against a full scan of the table.
+        for chunk in _chunks(keys, 250000):
             cursor.execute(sql, [chunk, *params])
             out.update(cursor.fetchall())
     return out
