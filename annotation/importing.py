@@ -73,6 +73,7 @@ ANNOTATION_FIELDS = [
     "note",
     "idempotency_key",
     "discard_reason",
+    "source",
     "created_at",
 ]
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -500,6 +501,7 @@ def _write(
         # Label annotations of the label source, at most one per item (discarded ones included:
         # a label QA rejected is not re-added by a re-import).
         labeled = [(row, creative_ids[sha]) for row, sha in row_sha if row.data.get("label")]
+        labels_by_class: dict[str, int] = {}
         if labeled:
             item_ids: dict[int, int] = dict(existing_items)
             item_ids.update(gen_services.ids_by_key(Item, "creative", new_items, project=project))
@@ -526,10 +528,15 @@ def _write(
                     f"imported (line {row.line})",
                     f"import:{item_id}",
                     "",
+                    Annotation.Source.IMPORT,  # no lease, no per-row "submit" audit event
                     now,
                 )
             gen_services.insert_rows(Annotation, ANNOTATION_FIELDS, to_add.values())
             result.labels_created = len(to_add)
+            slug_of = {v: k for k, v in labels.items()}
+            for values in to_add.values():
+                slug = slug_of[values[2]]
+                labels_by_class[slug] = labels_by_class.get(slug, 0) + 1
             old = set(existing_items.values())
             stale = sorted(i for i in to_add if i in old)
             if stale:
@@ -548,6 +555,10 @@ def _write(
                 "bad": result.bad,
                 "labels": result.labels_created,
                 "creatives_created": result.creatives_created,
+                # Imported labels are Annotation rows with source "import" (no per-row "submit"
+                # event, they have no lease): this event is their log entry.
+                "label_source": source.username if source is not None else None,
+                "labels_by_class": labels_by_class,
             },
         )
     result.write_seconds = time.perf_counter() - started

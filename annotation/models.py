@@ -246,6 +246,10 @@ class Assignment(models.Model):
 
 
 class Annotation(models.Model):
+    class Source(models.TextChoices):
+        HUMAN = "human", "Labeling flow"
+        IMPORT = "import", "Bulk import"
+
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="annotations")
     annotator = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations"
@@ -257,6 +261,12 @@ class Annotation(models.Model):
     # Set when QA rejects the item or the annotator undoes the label; kept, never deleted.
     discarded_at = models.DateTimeField(null=True, blank=True)
     discard_reason = models.CharField(max_length=20, blank=True)  # undo|rejected
+    # Where the label came from. Only `human` rows (the lease flow) fire the submit trigger
+    # (lease -> submitted, one "submit" audit event each, migration 0005); a bulk import has no
+    # lease and logs one "import" audit event with its counts instead.
+    source = models.CharField(
+        max_length=10, choices=Source.choices, default=Source.HUMAN, db_default=Source.HUMAN
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

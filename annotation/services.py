@@ -704,9 +704,11 @@ def _flag_low_gold_items(*, project, annotator) -> None:
         annotator=annotator, item_id=OuterRef("pk"), discarded_at__isnull=True
     )
     base = Item.objects.filter(project=project, is_gold=False).filter(Exists(mine))
-    base.filter(status=Item.Status.DONE, review_status=Item.Review.NONE).update(
-        review_status=Item.Review.PENDING, review_reason="low_gold"
-    )
+    # Items already waiting for QA (sampled, disagreement) get the stronger reason too, as
+    # _review_reason ranks it first: the reviewer must know this annotator is unreliable.
+    base.filter(
+        status=Item.Status.DONE, review_status__in=[Item.Review.NONE, Item.Review.PENDING]
+    ).update(review_status=Item.Review.PENDING, review_reason="low_gold")
     base.filter(status=Item.Status.OPEN).update(flagged_low_gold=True)
     audit(action="low_gold", project=project, actor=annotator, data={})
 

@@ -13,7 +13,7 @@ from annotation import agreement
 from annotation.models import Item, Project
 from jobs.roles import ML_ENGINEER, QA, has_role
 
-BAR_W, BAR_H = 560, 28  # label distribution chart geometry (px)
+BAR_W, BAR_H = 460, 28  # label distribution chart geometry (viewBox units; scales to the card)
 CELL = 46  # confusion heatmap cell size (px)
 
 
@@ -30,8 +30,10 @@ def _progress(project) -> dict:
 
 
 def _distribution_chart(dist: dict[str, dict[str, int]]) -> dict:
+    # One scale for both series, so the longer (individual labels) bars fit the card too.
     peak = max([v["consensus"] for v in dist.values()] + [v["votes"] for v in dist.values()] + [1])
-    label_w = 150
+    label_w = 140
+    bar_room = BAR_W - label_w - 40  # leave room for the count printed after each bar
     rows = []
     for i, (slug, counts) in enumerate(dist.items()):
         y = i * (BAR_H + 10)
@@ -42,8 +44,8 @@ def _distribution_chart(dist: dict[str, dict[str, int]]) -> dict:
                 "text_y": y + BAR_H * 0.45,
                 "consensus": counts["consensus"],
                 "votes": counts["votes"],
-                "w_consensus": round((BAR_W - label_w - 60) * counts["consensus"] / peak, 1),
-                "w_votes": round((BAR_W - label_w - 60) * counts["votes"] / peak, 1),
+                "w_consensus": round(bar_room * counts["consensus"] / peak, 1),
+                "w_votes": round(bar_room * counts["votes"] / peak, 1),
                 "half": BAR_H / 2,
             }
         )
@@ -58,7 +60,7 @@ def _distribution_chart(dist: dict[str, dict[str, int]]) -> dict:
 def _heatmap(confusion: dict) -> dict:
     classes, matrix = confusion["classes"], confusion["matrix"]
     peak = max([v for row in matrix for v in row] + [1])
-    margin = 150
+    margin = 140  # room for the row labels (longest: shape_hallucination)
     cells = []
     for i, row in enumerate(matrix):
         total = sum(row) or 1
@@ -89,8 +91,10 @@ def _heatmap(confusion: dict) -> dict:
         "cells": cells,
         "cell": CELL,
         "margin": margin,
-        "width": margin + len(classes) * CELL + 100,
-        "height": 20 + len(classes) * CELL + 130,
+        # Column labels are rotated 60° below the grid: the last one reaches ~70 px right of its
+        # column and ~120 px down; the viewBox holds them and the SVG scales to the card.
+        "width": margin + len(classes) * CELL + 80,
+        "height": 20 + len(classes) * CELL + 135,
         "axis_y": 20 + len(classes) * CELL + 10,
     }
 

@@ -120,8 +120,13 @@ class CreativeRow:
     external_id: str = ""
 
 
-def insert_rows(model, fields: list[str], rows: Iterable[tuple], *, ignore_conflicts=False) -> None:
+def insert_rows(
+    model, fields: list[str], rows: Iterable[tuple], *, ignore_conflicts=False, returning=None
+) -> list[tuple] | None:
     """INSERT many rows with one prepared statement (executemany), in batches.
+
+    `returning` (column names) with `ignore_conflicts` on PostgreSQL: the inserted rows' values
+    of those columns (saves the caller a read-back of the new ids); None where not supported.
 
     Django's bulk_create builds one multi-row statement per ~70 rows on SQLite (999 bound
     parameters) and instantiates a model per row; at 100k+ rows that dominates the import. Values
@@ -185,13 +190,15 @@ def insert_rows(model, fields: list[str], rows: Iterable[tuple], *, ignore_confl
             cursor.execute(f"CREATE TEMP TABLE {stage} AS SELECT {cols} FROM {table} WITH NO DATA")
             try:
                 _copy_rows(cursor, f"COPY {stage} ({cols}) FROM STDIN", map(adapt, rows))
+                back = ", ".join(qn(model._meta.get_field(n).column) for n in returning or ())
                 cursor.execute(
                     f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} "
-                    "ON CONFLICT DO NOTHING"
+                    "ON CONFLICT DO NOTHING" + (f" RETURNING {back}" if back else "")
                 )
+                out = [tuple(r) for r in cursor.fetchall()] if back else None
             finally:
                 cursor.execute(f"DROP TABLE IF EXISTS {stage}")
-        return
+        return out
     if conn.vendor == "postgresql":
         # COPY: one stream, no per-statement query parsing (psycopg's client-side binding of a
         # many-row VALUES statement costs more than the server's work). Row triggers still fire.
@@ -344,44 +351,56 @@ def bulk_get_or_create_creatives(
         now = timezone.now()
         new = [r for sha, r in rows.items() if sha not in have]
         if new:
-            insert_rows(
+            inserted = insert_rows(
                 Creative,
-                [
-                    "product",
-                    "image",
-                    "thumbnail",
-                    "sha256",
-                    "width",
-                    "height",
-                    "prompt",
-                    "negative_prompt",
-                    "seed",
-                    "generator",
-                    "generator_version",
-                    "params",
-                    "external_id",
-                    "created_at",
-                ],
-                (
-                    (
-                        product_ids[r.sku],
-                        r.image,
-                        r.thumbnail,
-                        r.sha256,
-                        r.width,
-                        r.height,
-                        r.prompt,
-                        r.negative_prompt,
-                        r.seed,
-                        r.generator,
-                        r.generator_version,
-                        r.params,
-                        r.external_id,
-                        now,
-                    )
-                    for r in new
-                ),
+                CREATIVE_FIELDS,
+                (_creative_values(r, product_ids, now) for r in new),
                 ignore_conflicts=True,
+                returning=["sha256", "id"],
             )
-            have.update(creative_ids_by_sha([c.sha256 for c in new]))
+            if inserted is None:
+                have.update(creative_ids_by_sha([c.sha256 for c in new]))
+            else:
+                have.update(inserted)
+                if len(inserted) < len(new):  # a concurrent import stored some of them first
+                    have.update(
+                        creative_ids_by_sha([c.sha256 for c in new if c.sha256 not in have])
+                    )
     return have, len(new)
+
+
+CREATIVE_FIELDS = [
+    "product",
+    "image",
+    "thumbnail",
+    "sha256",
+    "width",
+    "height",
+    "prompt",
+    "negative_prompt",
+    "seed",
+    "generator",
+    "generator_version",
+    "params",
+    "external_id",
+    "created_at",
+]
+
+
+def _creative_values(r: CreativeRow, product_ids: dict[str, int], now) -> tuple:
+    return (
+        product_ids[r.sku],
+        r.image,
+        r.thumbnail,
+        r.sha256,
+        r.width,
+        r.height,
+        r.prompt,
+        r.negative_prompt,
+        r.seed,
+        r.generator,
+        r.generator_version,
+        r.params,
+        r.external_id,
+        now,
+    )

@@ -1,15 +1,19 @@
 """Job pages for staff and ML engineers: list (/jobs/) and live detail (/jobs/<id>/, polled with
 htmx every 2 s until the job finishes)."""
 
+import json
+from datetime import timedelta
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from . import selectors, services
-from .charts import line_chart_svg
+from .charts import metric_charts
 from .models import Job, JobArtifact, JobStatus
 from .permissions import can_manage_jobs, can_view_jobs
 
@@ -40,12 +44,48 @@ def job_list(request):
     return render(request, "jobs/job_list.html", context)
 
 
+def _display_value(value) -> str:
+    """Parameters and results as people read them, not as Python reprs."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(", ", ": "), default=str)
+    return str(value)
+
+
+def _rows(data) -> list[tuple[str, str]]:
+    if not isinstance(data, dict):
+        return [("value", _display_value(data))] if data not in (None, "") else []
+    return [(str(k), _display_value(v)) for k, v in data.items()]
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h {m:02d}m" if h else (f"{m}m {s:02d}s" if m else f"{s}s")
+
+
 def _detail_context(request, job: Job) -> dict:
     series = selectors.metric_series(job=job)
+    eta = selectors.eta_seconds(job)
+    ran = None
+    if job.started_at:
+        ran = ((job.finished_at or timezone.now()) - job.started_at) / timedelta(seconds=1)
     return {
         "job": job,
-        "eta": selectors.eta_seconds(job),
-        "charts": [line_chart_svg(name, pts) for name, pts in sorted(series.items())],
+        "eta": eta,
+        "eta_text": _duration(eta),
+        "ran_text": _duration(ran),
+        "charts": metric_charts(series),
+        "param_rows": _rows(job.params),
+        "result_rows": _rows(job.result),
         "artifacts": list(job.artifacts.all()),
         "log_tail": (job.log_lines or [])[-50:],
         "can_manage": can_manage_jobs(request.user),
@@ -68,7 +108,7 @@ def job_detail(request, job_id: int):
 def job_status(request, job_id: int):
     """The polled partial (also usable without htmx)."""
     _require_view(request)
-    job = get_object_or_404(Job, pk=job_id)
+    job = get_object_or_404(Job.objects.select_related("requested_by", "input_type"), pk=job_id)
     return render(request, "jobs/job_detail.html#status", _detail_context(request, job))
 
 

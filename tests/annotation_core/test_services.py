@@ -200,7 +200,9 @@ def test_qa_sampling_and_review_queue():
 
 
 def test_gold_items_mixed_once_and_low_accuracy_flags_reviews():
-    project = make_project(overlap=1, gold_rate=1.0)
+    # Every finished item is sampled for QA, so the low-gold flag must upgrade a pending
+    # "sample" item to "low_gold" (the stronger reason).
+    project = make_project(overlap=1, gold_rate=1.0, qa_sample_rate=1.0)
     normal = make_creatives(3)
     gold = make_creatives(6)
     services.add_creatives_to_project(project=project, creatives=normal)
