@@ -233,6 +233,28 @@ def _default(value):
     return str(value)
 
 
+# Lineage recorded on the Job at enqueue (jobs.kinds.JobKind.lineage): what each kind reads.
+def _train_lineage(params: dict):
+    version = resolve_dataset(params["dataset"])
+    inputs = {"dataset_version": version.name, "project": version.project.slug}
+    if params.get("backbone"):
+        inputs["base_model"] = params["backbone"]
+    return inputs, version
+
+
+def _evaluate_lineage(params: dict):
+    model = resolve_model(params["model"])
+    return {"model": model.name, "dataset_version": params["dataset"]}, model
+
+
+def _score_lineage(params: dict):
+    model = resolve_model(params["model"])
+    inputs = {"model": model.name}
+    if params.get("project"):
+        inputs["project"] = params["project"]
+    return inputs, model
+
+
 def register_kinds() -> None:
     from jobs.kinds import JobKind, register
 
@@ -246,6 +268,7 @@ def register_kinds() -> None:
             description="Train an RFNet on a dataset version and register it as a candidate.",
             resumable=True,
             max_attempts=3,
+            lineage=_train_lineage,
         )
     )
     register(
@@ -257,6 +280,7 @@ def register_kinds() -> None:
             label="Evaluate RFNet",
             description="Evaluate a registered model on a dataset version.",
             max_attempts=1,  # deterministic: a retry would fail the same way
+            lineage=_evaluate_lineage,
         )
     )
     register(
@@ -269,5 +293,6 @@ def register_kinds() -> None:
             description="Store RFNet's class probabilities for creatives (batched, resumable).",
             resumable=True,
             max_attempts=3,
+            lineage=_score_lineage,
         )
     )

@@ -31,6 +31,9 @@ class JobKind:
     max_attempts: int = 1
     # Kinds whose run() works under `accelerate launch` accept the param num_processes > 1.
     distributed: bool = False
+    # lineage(cleaned_params) -> (inputs dict, input object or None): what the job reads (dataset
+    # version, base model), recorded at enqueue whichever launcher (admin, CLI, API) was used.
+    lineage: Callable[[dict], tuple[dict, Any]] | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:

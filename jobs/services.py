@@ -85,7 +85,11 @@ def enqueue_job(
         existing = Job.objects.filter(idempotency_key=key).first()
         if existing is not None:
             return _same_kind(existing, kind)
-    _, json_params = clean_params(job_kind, params)
+    cleaned, json_params = clean_params(job_kind, params)
+    if job_kind.lineage is not None:
+        derived, derived_object = job_kind.lineage(cleaned)
+        inputs = {**derived, **(inputs or {})}
+        input_object = input_object if input_object is not None else derived_object
     user = requested_by if getattr(requested_by, "is_authenticated", False) else None
     job = Job(
         kind=kind,

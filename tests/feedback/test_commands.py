@@ -93,3 +93,19 @@ def test_train_then_score_in_the_foreground(version):
     # A second run skips what the model already scored.
     second = run("score_creatives", "--model", model.name, "--foreground")
     assert "'scored': 0" in second
+
+
+def test_every_launcher_records_lineage(register, version):
+    """Lineage comes from the job kind, so the CLI twin records what the admin action does."""
+    from jobs.models import Job
+
+    run("train_rfnet", "--dataset", version.name, "--preset", "tiny", "--epochs", "1")
+    job = Job.objects.get(kind="rfnet_train")
+    assert job.inputs == {"dataset_version": "cmd-v1", "project": "cmd"}
+    assert job.input_object == version
+
+    model = register()
+    run("score_creatives", "--model", model.name, "--project", "cmd")
+    job = Job.objects.get(kind="rfnet_score")
+    assert job.inputs == {"model": model.name, "project": "cmd"}
+    assert job.input_object == model
