@@ -144,3 +144,28 @@ class CreativeScoreAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(Evaluation)
+class EvaluationAdmin(admin.ModelAdmin):
+    """Read-only: evaluations are written by the rfnet_evaluate job."""
+
+    list_display = ["model", "dataset_version", "split", "accuracy", "macro_f1", "created_at"]
+    list_filter = ["split", "dataset_version"]
+    search_fields = ["model__name", "dataset_version__name"]
+    list_select_related = ["model", "dataset_version"]
+    readonly_fields = ["model", "dataset_version", "split", "metrics", "job", "created_at"]
+
+    @admin.display(description="accuracy")
+    def accuracy(self, obj):
+        return obj.metrics.get("accuracy")
+
+    @admin.display(description="macro-F1")
+    def macro_f1(self, obj):
+        return obj.metrics.get("macro_f1")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

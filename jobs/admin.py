@@ -87,3 +87,21 @@ class JobMetricAdmin(admin.ModelAdmin):
     list_display = ["job", "name", "step", "value", "attempt"]
     list_filter = ["name"]
     raw_id_fields = ["job"]
+
+
+@admin.register(JobArtifact)
+class JobArtifactAdmin(admin.ModelAdmin):
+    """Read-only: artifacts are written by the running job (atomically), never by hand."""
+
+    list_display = ["name", "job", "size", "sha256", "created_at"]
+    list_filter = ["job__kind"]
+    search_fields = ["name", "sha256", "job__id"]
+    list_select_related = ["job"]
+    raw_id_fields = ["job"]
+    readonly_fields = ["job", "name", "file", "size", "sha256", "created_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
