@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from . import selectors, services
 from .authentication import RoleAwareTokenAuthentication
-from .exceptions import AnnotationError
+from .exceptions import AnnotationError, NotFound
 from .models import Review
 from .permissions import CanLabel, CanReview, can_label_project
 
@@ -193,7 +193,7 @@ class _Base(APIView):
     def labeling_project(self, slug):
         project = selectors.project_for_user(slug=slug, user=self.request.user)
         if project is None:
-            raise _NotFound(f"No project {slug!r}.")
+            raise NotFound(f"No project {slug!r}.")
         if not can_label_project(self.request.user, project):
             raise _Forbidden("You are not an annotator of this project.")
         return project
@@ -205,11 +205,6 @@ class _Invalid(AnnotationError):
     def __init__(self, message, errors):
         super().__init__(message)
         self.errors = errors
-
-
-class _NotFound(AnnotationError):
-    status_code = 404
-    code = "not_found"
 
 
 class _Forbidden(AnnotationError):
@@ -346,7 +341,7 @@ class ReviewQueueView(_Base):
     def get(self, request, slug):
         project = selectors.project_for_user(slug=slug, user=request.user)
         if project is None:
-            raise _NotFound(f"No project {slug!r}.")
+            raise NotFound(f"No project {slug!r}.")
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(
             selectors.review_queue(project=project), request, view=self
@@ -384,5 +379,5 @@ class ItemDetailView(_Base):
     def get(self, request, item_id):
         item = selectors.item_detail(item_id=item_id)
         if item is None:
-            raise _NotFound(f"Item {item_id} does not exist.")
+            raise NotFound(f"Item {item_id} does not exist.")
         return Response(ItemDetailSerializer(item).data)
