@@ -89,8 +89,12 @@ class ImportResultSerializer(serializers.Serializer):
     products_created = serializers.IntegerField()
     labels_created = serializers.IntegerField()
     errors = serializers.ListField(child=serializers.DictField(), help_text="[{line, error}, ...]")
-    db_seconds = serializers.FloatField()
+    db_seconds = serializers.FloatField(help_text="SQL execution plus the commit")
     total_seconds = serializers.FloatField()
+    timings = serializers.DictField(
+        child=serializers.FloatField(),
+        help_text="seconds per phase: parse, validate, write (transaction), commit",
+    )
 
 
 def _bool(value) -> bool:
@@ -180,7 +184,7 @@ class ImportView(APIView):
         if not roots:
             raise ValueError("path imports are disabled (set RFSTUDIO_IMPORT_ROOTS)")
         check = importing.path_resolver("/", roots)
-        manifest = check(str(data["manifest_path"]))
+        manifest = Path(check(str(data["manifest_path"])))
         images_root = check(str(data["images_root"])) if data.get("images_root") else None
         if not manifest.is_file():
             raise ValueError(f"manifest {data['manifest_path']!r} not found")

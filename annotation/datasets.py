@@ -20,7 +20,7 @@ from django.db.models import Count
 
 from annotation import agreement
 from annotation.models import Annotation, AuditEvent, DatasetItem, DatasetVersion, Item, Project
-from generation.services import insert_rows
+from generation.bulk import insert_rows
 
 SPLITS = ("train", "val", "test")
 NAME_RE = re.compile(r"^[-a-zA-Z0-9_]{1,100}$")

@@ -26,13 +26,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
 from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.utils import timezone
 
 from annotation.models import RF1M_CLASSES, Annotation, AuditEvent, Item, LabelClass, Project
-from generation import images
+from generation import bulk, images
 from generation import services as gen_services
 
 STRING_FIELDS = {
@@ -50,8 +51,9 @@ STRING_FIELDS = {
     "sha256": 64,
 }
 REQUIRED = ("image", "sku")
-# Column order of the executemany inserts (generation.services.insert_rows).
+# Column order of the bulk inserts (generation.bulk.insert_rows).
 ITEM_FIELDS = [
+    "id",
     "project",
     "creative",
     "status",
@@ -115,7 +117,12 @@ class ImportResult:
     products_created: int = 0
     labels_created: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)
-    db_seconds: float = 0.0  # time spent executing SQL (all phases)
+    # Time spent in the database: executing SQL (all phases) plus the commit, where PostgreSQL
+    # runs the deferred foreign-key checks of every inserted row.
+    db_seconds: float = 0.0
+    commit_seconds: float = 0.0
+    parse_seconds: float = 0.0  # reading + checking the manifest's lines
+    validate_seconds: float = 0.0  # paths, look-ups, decoding/hashing/thumbnailing new images
     write_seconds: float = 0.0  # wall time of the write transaction
     total_seconds: float = 0.0
 
@@ -126,6 +133,14 @@ class ImportResult:
             f"{self.products_created} new products, {self.labels_created} labels; "
             f"db {self.db_seconds:.2f}s, total {self.total_seconds:.2f}s)"
         )
+
+    def timings(self) -> dict[str, float]:
+        return {
+            "parse": round(self.parse_seconds, 3),
+            "validate": round(self.validate_seconds, 3),
+            "write": round(self.write_seconds, 3),
+            "commit": round(self.commit_seconds, 3),
+        }
 
     def as_dict(self) -> dict:
         return {
@@ -140,12 +155,13 @@ class ImportResult:
             "errors": [{"line": ln, "error": msg} for ln, msg in self.errors],
             "db_seconds": round(self.db_seconds, 3),
             "total_seconds": round(self.total_seconds, 3),
+            "timings": self.timings(),
         }
 
 
 # --- path resolution ---
 
-Resolver = Callable[[str], Path]
+Resolver = Callable[[str], str]  # manifest reference -> file path
 
 
 def path_resolver(
@@ -153,15 +169,18 @@ def path_resolver(
 ) -> Resolver:
     """Paths relative to `base_dir`; with `allowed_roots` every resolved path must lie under one
     of them (the API's rule: no reading arbitrary server files)."""
-    base = Path(base_dir)
-    roots = [Path(r).resolve() for r in allowed_roots] if allowed_roots is not None else None
+    # os.path on strings: pathlib costs ~10 µs per row, a second per 100k rows.
+    base = os.fspath(base_dir)
+    roots = None
+    if allowed_roots is not None:
+        roots = [os.path.realpath(r) for r in allowed_roots]
+        prefixes = tuple(r if r.endswith(os.sep) else r + os.sep for r in roots)
 
-    def resolve(ref: str) -> Path:
-        path = Path(ref)
-        path = path if path.is_absolute() else base / path
+    def resolve(ref: str) -> str:
+        path = os.path.join(base, ref)  # an absolute `ref` stays as it is
         if roots is not None:
-            real = path.resolve()
-            if not any(real.is_relative_to(root) for root in roots):
+            real = os.path.realpath(path)
+            if real not in roots and not real.startswith(prefixes):
                 raise ValueError(f"path {ref!r} is outside the allowed import roots")
             return real
         return path
@@ -172,11 +191,11 @@ def path_resolver(
 def upload_resolver(files: dict[str, Path]) -> Resolver:
     """Uploaded files by name: a manifest path matches an upload of the same base name."""
 
-    def resolve(ref: str) -> Path:
-        path = files.get(ref) or files.get(Path(ref).name)
+    def resolve(ref: str) -> str:
+        path = files.get(ref) or files.get(os.path.basename(ref))
         if path is None:
             raise ValueError(f"file {ref!r} was not uploaded")
-        return path
+        return os.fspath(path)
 
     return resolve
 
@@ -188,8 +207,8 @@ def upload_resolver(files: dict[str, Path]) -> Resolver:
 class Row:
     line: int
     data: dict
-    image_path: Path | None = None
-    product_path: Path | None = None
+    image_path: str | None = None
+    product_path: str | None = None
     info: images.ImageInfo | None = None
     thumbnail: bytes | None = None
     image_ext: str = ""
@@ -197,7 +216,37 @@ class Row:
     creative_id: int | None = None  # the existing Creative with the claimed sha256 (validate)
 
 
+_NOT_A_STRING_FIELD = object()
+
+
+def _valid_fast(data: dict, label_slugs: set[str]) -> bool:
+    """True when the row certainly passes _check_types: one pass over the row's own keys (a
+    third of the cost at 1M rows); any doubt goes to _check_types for the messages."""
+    for key, value in data.items():
+        limit = STRING_FIELDS.get(key, _NOT_A_STRING_FIELD)
+        if limit is not _NOT_A_STRING_FIELD:
+            if value is None:
+                continue
+            if type(value) is not str or (limit is not None and len(value) > limit):
+                return False
+            if key == "sha256" and not SHA_RE.match(value):
+                return False
+            if key == "label" and value and value not in label_slugs:
+                return False
+        elif key == "seed":
+            if value is not None and (type(value) is not int or not INT64[0] <= value <= INT64[1]):
+                return False
+        elif key == "width" or key == "height":
+            if value is not None and (type(value) is not int or value <= 0):
+                return False
+        elif key == "params" and value is not None and type(value) is not dict:
+            return False
+    return bool(data.get("image")) and bool(data.get("sku"))
+
+
 def _check_types(data: dict, label_slugs: set[str]) -> list[str]:
+    if _valid_fast(data, label_slugs):
+        return []
     errs = []
     for key in REQUIRED:
         if key not in data or data[key] in (None, ""):
@@ -234,20 +283,26 @@ def parse_manifest(lines: Iterable[bytes | str], label_slugs: set[str]):
     """(rows, errors) from raw lines (1-based line numbers; blank lines ignored)."""
     rows, errors = [], []
     for number, raw in enumerate(lines, start=1):
-        if isinstance(raw, bytes):
-            try:
-                raw = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                errors.append((number, "line is not valid UTF-8"))
-                continue
-        text = raw.strip()
-        if not text:
-            continue
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            errors.append((number, f"invalid JSON: {exc.msg} (column {exc.colno})"))
-            continue
+            # orjson: ~5× the standard library's speed and takes the bytes as they are.
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            # The slow path decides (and words) what is wrong; the standard library also
+            # accepts what orjson refuses by design (NaN, integers beyond 64 bits).
+            if isinstance(raw, bytes):
+                try:
+                    raw = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    errors.append((number, "line is not valid UTF-8"))
+                    continue
+            text = raw.strip()
+            if not text:
+                continue
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                errors.append((number, f"invalid JSON: {exc.msg} (column {exc.colno})"))
+                continue
         if not isinstance(data, dict):
             errors.append((number, "expected a JSON object"))
             continue
@@ -270,9 +325,9 @@ def _trusted(row: Row, known_shas: set[str]) -> bool:
     d = row.data
     if not (d.get("sha256") and d.get("width") and d.get("height")):
         return False
-    ext = EXTENSIONS.get(Path(d["image"]).suffix.lower())
     if d["sha256"] in known_shas:
         return True
+    ext = EXTENSIONS.get(os.path.splitext(d["image"])[1].lower())
     if ext is None:
         return False
     row.image_ext = ext
@@ -291,7 +346,7 @@ def validate(
     known_ids = gen_services.creative_ids_by_sha(claimed) if claimed else {}
     known_shas = set(known_ids)
 
-    product_source: dict[str, Path] = {}  # first product image per new SKU
+    product_source: dict[str, str] = {}  # first product image per new SKU
     jobs: dict[str, bool] = {}
     good = []
     for row in rows:
@@ -317,6 +372,7 @@ def validate(
         jobs.setdefault(str(path), False)
 
     processed = images.process_files(list(jobs.items()), workers=workers)
+    computed: list[Row] = []  # rows whose sha256 was computed from the file
     bad_products = {
         sku: processed[str(p)].error for sku, p in product_source.items() if processed[str(p)].error
     }
@@ -342,6 +398,7 @@ def validate(
             if d.get("sha256") and d["sha256"] != row.info.sha256:
                 errors.append((row.line, f"image {d['image']!r}: sha256 does not match the file"))
                 continue
+            computed.append(row)
         if d["sku"] in bad_products:
             errors.append(
                 (
@@ -349,6 +406,13 @@ def validate(
                     f"product image {str(product_source[d['sku']])!r}: {bad_products[d['sku']]}",
                 )
             )
+    # Every row's creative is now looked up once, here (outside the write transaction): _write
+    # inserts the rest as new without a second look-up (see bulk_get_or_create_creatives).
+    unknown = {r.info.sha256 for r in computed} - known_shas
+    found = gen_services.creative_ids_by_sha(unknown) if unknown else {}
+    known_ids.update(found)
+    for row in computed:
+        row.creative_id = known_ids.get(row.info.sha256)
     product_infos = {
         sku: processed[str(p)] for sku, p in product_source.items() if sku not in bad_products
     }
@@ -382,6 +446,37 @@ def _ensure_project(slug: str, overlap: int, created_by) -> Project:
             name=slug, slug=slug, overlap=overlap, created_by=created_by
         )
     return project
+
+
+def _item_values(new_items: dict[int, Row], ids: dict[int, int], project, labels, source):
+    """ITEM_FIELDS tuples of new items, counters and consensus set for the row's label."""
+    randomize = project.ordering == Project.Ordering.RANDOM
+    now = timezone.now()
+    done, open_ = str(Item.Status.DONE), str(Item.Status.OPEN)
+    status = done if project.overlap <= 1 else open_
+    votes_of = {slug: {slug: 1} for slug in labels}  # shared: rows are only read
+    empty: dict = {}
+    for cid, row in new_items.items():
+        slug = row.data.get("label") if source is not None else None
+        label_id = labels.get(slug) if slug else None
+        counted = label_id is not None
+        yield (
+            ids[cid],
+            project.id,
+            cid,
+            status if counted else open_,
+            1 if counted else 0,
+            random.random() if randomize else 0.0,
+            False,
+            "",
+            "",
+            label_id,
+            1.0 if counted else None,
+            row.data.get("id") or "",
+            now,
+            now,
+            votes_of[slug] if counted else empty,
+        )
 
 
 def _write(
@@ -470,60 +565,48 @@ def _write(
         result.products_created = len({r.sku for r in product_rows} - known)
         product_ids.update(gen_services.product_ids_by_sku({r.data["sku"] for r in rows}))
         creative_ids, result.creatives_created = gen_services.bulk_get_or_create_creatives(
-            creative_rows.values(), product_ids
+            creative_rows.values(), product_ids, assume_new=True
+        )
+        # Creatives inserted just now have no items yet; only the others need a look-up (all of
+        # them if a concurrent import stored some of ours first).
+        fresh = (
+            set(creative_ids.values()) if result.creatives_created == len(creative_rows) else set()
         )
         creative_ids.update(known_creatives)
 
         # Items: one per (project, creative); counters set at insert for the rows' labels.
-        existing_items: dict[int, int] = gen_services.ids_by_key(
-            Item, "creative", set(creative_ids.values()), project=project
+        existing_items: dict[int, int] = bulk.ids_by_key(
+            Item, "creative", set(creative_ids.values()) - fresh, project=project
         )
-        randomize = project.ordering == Project.Ordering.RANDOM
-        now = timezone.now()
-        new_items: dict[int, tuple] = {}
-        first_row_of: dict[int, Row] = {}
+        # First row per new item (a manifest may list the same image twice).
+        new_items: dict[int, Row] = {}
         for row, sha in row_sha:
             cid = creative_ids[sha]
-            if cid in existing_items or cid in new_items:
-                continue
-            first_row_of[cid] = row
-            label_id = labels.get(row.data.get("label") or "")
-            counted = 1 if (source is not None and label_id) else 0
-            new_items[cid] = (
-                project.id,
-                cid,
-                Item.Status.DONE if counted >= project.overlap else Item.Status.OPEN,
-                counted,
-                random.random() if randomize else 0.0,
-                False,
-                "",
-                "",
-                label_id if counted else None,
-                1.0 if counted else None,
-                row.data.get("id") or "",
-                now,
-                now,
-                {row.data["label"]: 1} if counted else {},
-            )
+            if cid not in existing_items and cid not in new_items:
+                new_items[cid] = row
+        new_item_ids = dict(zip(new_items, bulk.allocate_ids(Item, len(new_items)), strict=True))
         if new_items:
-            gen_services.insert_rows(Item, ITEM_FIELDS, new_items.values())
+            bulk.insert_rows(
+                Item, ITEM_FIELDS, _item_values(new_items, new_item_ids, project, labels, source)
+            )
         result.created = len(new_items)
         result.skipped = len(rows) - len(new_items)
 
+        now = timezone.now()
         # Label annotations of the label source, at most one per item (discarded ones included:
         # a label QA rejected is not re-added by a re-import).
         labeled = [(row, creative_ids[sha]) for row, sha in row_sha if row.data.get("label")]
         labels_by_class: dict[str, int] = {}
         if labeled:
             item_ids: dict[int, int] = dict(existing_items)
-            item_ids.update(gen_services.ids_by_key(Item, "creative", new_items, project=project))
+            item_ids.update(new_item_ids)
             old_item_ids = sorted({item_ids[cid] for _, cid in labeled if cid in existing_items})
             already: set[int] = set()
-            for start in range(0, len(old_item_ids), gen_services.LOOKUP_CHUNK):
+            for start in range(0, len(old_item_ids), bulk.LOOKUP_CHUNK):
                 already.update(
                     Annotation.objects.filter(
                         annotator=source,
-                        item_id__in=old_item_ids[start : start + gen_services.LOOKUP_CHUNK],
+                        item_id__in=old_item_ids[start : start + bulk.LOOKUP_CHUNK],
                     ).values_list("item_id", flat=True)
                 )
             to_add: dict[int, tuple] = {}
@@ -531,7 +614,7 @@ def _write(
                 item_id = item_ids[cid]
                 if item_id in already or item_id in to_add:
                     continue
-                if cid in new_items and first_row_of.get(cid) is not row:
+                if cid in new_items and new_items[cid] is not row:
                     continue  # duplicate image row: the first row's label was counted
                 to_add[item_id] = (
                     item_id,
@@ -544,7 +627,7 @@ def _write(
                     now,
                 )
             with _sqlite_submit_trigger_off():
-                gen_services.insert_rows(Annotation, ANNOTATION_FIELDS, to_add.values())
+                bulk.insert_rows(Annotation, ANNOTATION_FIELDS, to_add.values())
             result.labels_created = len(to_add)
             slug_of = {v: k for k, v in labels.items()}
             for values in to_add.values():
@@ -574,6 +657,8 @@ def _write(
                 "labels_by_class": labels_by_class,
             },
         )
+        committing = time.perf_counter()
+    result.commit_seconds = time.perf_counter() - committing
     result.write_seconds = time.perf_counter() - started
 
 
@@ -645,9 +730,11 @@ def import_manifest(
         labels = _label_slugs(project)
         rows, errors = parse_manifest(lines, set(labels))
         result.rows = len(rows) + len({ln for ln, _ in errors})
+        result.parse_seconds = time.perf_counter() - began
         more_errors, product_infos = validate(
             rows, resolve=resolve, project=project, workers=workers
         )
+        result.validate_seconds = time.perf_counter() - began - result.parse_seconds
         errors += more_errors
         if errors and not skip_bad:
             raise ManifestError(errors, source_name)
@@ -668,7 +755,7 @@ def import_manifest(
             )
         else:
             result.project = project
-    result.db_seconds = timer.seconds
+    result.db_seconds = timer.seconds + result.commit_seconds
     result.total_seconds = time.perf_counter() - began
     return result
 

@@ -130,7 +130,12 @@ class Item(models.Model):
         REJECTED = "rejected", "Rejected (back in the queue)"
         RELABELED = "relabeled", "Adjudicated by QA"
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    # No single-column index on project (led by item_unique_creative and the queue indexes) nor
+    # on the label keys (a label class in use is PROTECTed, never deleted): each index costs
+    # every bulk import and every submit.
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="items", db_index=False
+    )
     creative = models.ForeignKey(
         "generation.Creative", on_delete=models.PROTECT, related_name="items"
     )
@@ -142,7 +147,12 @@ class Item(models.Model):
     priority = models.FloatField(default=0.0)
     is_gold = models.BooleanField(default=False)
     gold_label = models.ForeignKey(
-        LabelClass, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        LabelClass,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     review_status = models.CharField(
         max_length=10, choices=Review.choices, default=Review.NONE, blank=True
@@ -150,10 +160,20 @@ class Item(models.Model):
     review_reason = models.CharField(max_length=40, blank=True)  # sample|disagreement|low_gold
     # Consensus of the current annotations (majority; the adjudicated label wins). Null: none/tie.
     consensus_label = models.ForeignKey(
-        LabelClass, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        LabelClass,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     adjudicated_label = models.ForeignKey(
-        LabelClass, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        LabelClass,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     agreement = models.FloatField(null=True, blank=True)  # share of votes for the consensus
     # Current (non-discarded) votes per label slug, kept beside annotation_count so that a submit
@@ -250,11 +270,20 @@ class Annotation(models.Model):
         HUMAN = "human", "Labeling flow"
         IMPORT = "import", "Bulk import"
 
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="annotations")
-    annotator = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations"
+    # Single-column FK indexes are left out: (item, annotator) and (annotator, created_at) lead
+    # with them, and label classes in use are never deleted (PROTECT).
+    item = models.ForeignKey(
+        Item, on_delete=models.CASCADE, related_name="annotations", db_index=False
     )
-    label = models.ForeignKey(LabelClass, on_delete=models.PROTECT, related_name="annotations")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="annotations",
+        db_index=False,
+    )
+    label = models.ForeignKey(
+        LabelClass, on_delete=models.PROTECT, related_name="annotations", db_index=False
+    )
     note = models.TextField(blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=100)

@@ -210,7 +210,8 @@ def set_item_priorities(*, project, priorities: dict) -> int:
 
 
 def set_project_ordering(*, project, ordering: str, actor=None) -> Project:
-    """Switch the queue order; `random` draws a fresh random priority for every item."""
+    """Switch the queue order; `random` draws a fresh random priority for every item, `fifo`
+    and `uncertainty` reset them (scores then come from feedback's uncertainty priorities)."""
     if ordering not in Project.Ordering.values:
         raise ValidationError(
             f"Unknown ordering {ordering!r}; use one of {Project.Ordering.values}"
@@ -231,6 +232,11 @@ def set_project_ordering(*, project, ordering: str, actor=None) -> Project:
                 )
         elif ordering == Project.Ordering.FIFO:
             Item.objects.filter(project=project).update(priority=0.0)
+        else:
+            # Uncertainty scores arrive as 1 - uncertainty (<= 1): until an item is scored it
+            # waits behind the scored ones, FIFO among its peers, rather than keep a priority
+            # that meant something else (a random draw).
+            Item.objects.filter(project=project).update(priority=1.0)
         audit(action="set_ordering", project=project, actor=actor, data={"ordering": ordering})
     return project
 

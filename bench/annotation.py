@@ -154,8 +154,8 @@ def precreate_creatives(var: Path, n: int, skus: int) -> Path:
     precomputed sha256/width/height (the "images already present" import path)."""
     import hashlib
 
+    from generation.bulk import insert_rows
     from generation.models import Creative, Product
-    from generation.services import insert_rows
 
     Product.objects.bulk_create(
         [

@@ -28,7 +28,9 @@ class Creative(models.Model):
     image = models.ImageField(upload_to="creatives/", max_length=500)
     # WebP thumbnail, made once at import/generation time.
     thumbnail = models.ImageField(upload_to="thumbnails/", max_length=500, blank=True)
-    sha256 = models.CharField(max_length=64, unique=True)
+    # Unique through Meta.constraints rather than unique=True: on PostgreSQL the latter adds a
+    # second (varchar_pattern_ops) index that no query uses and every bulk import maintains.
+    sha256 = models.CharField(max_length=64)
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     prompt = models.TextField(blank=True)
@@ -37,15 +39,16 @@ class Creative(models.Model):
     generator = models.CharField(max_length=200, blank=True)
     generator_version = models.CharField(max_length=100, blank=True)
     params = models.JSONField(default=dict, blank=True)
-    external_id = models.CharField(max_length=200, blank=True, db_index=True)
+    external_id = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["id"]
         constraints = [
+            models.UniqueConstraint(fields=["sha256"], name="creative_unique_sha256"),
             models.CheckConstraint(
                 condition=Q(width__gt=0) & Q(height__gt=0), name="creative_positive_size"
-            )
+            ),
         ]
 
     def __str__(self) -> str:

@@ -184,7 +184,7 @@ def test_process_pool_path(builder):
 def test_insert_rows_ignores_conflicts_and_fills_defaults():
     from django.utils import timezone
 
-    from generation.services import insert_rows
+    from generation.bulk import insert_rows
 
     now = timezone.now()
     fields = ["sku", "image", "sha256", "created_at"]
@@ -197,3 +197,57 @@ def test_insert_rows_ignores_conflicts_and_fills_defaults():
     )
     assert dict(Product.objects.values_list("sku", "sha256")) == {"S1": "a" * 64, "S2": "c" * 64}
     assert Product.objects.get(sku="S2").title == ""  # default of a column not given
+
+
+def test_parse_manifest_fast_and_slow_paths():
+    from annotation.importing import parse_manifest
+
+    slugs = {"available"}
+    lines = [
+        b'{"image": "a.png", "sku": "S", "label": "available"}\n',
+        b"\n",  # blank: ignored
+        b'{"image": "b.png", "sku": "S", "params": {"cfg": NaN}}\n',  # stdlib accepts NaN
+        b'{"image": "c.png", "sku": "S", "seed": 99999999999999999999}\n',  # beyond 64 bits
+        b"\xff\xfe not utf-8\n",
+        b'{"image": "d.png", "sku": "S", "sha256": "ABC"}\n',
+        '{"image": "e.png", "sku": "S", "width": 0, "title": 5}',  # str lines work too
+    ]
+    rows, errors = parse_manifest(lines, slugs)
+    assert [r.line for r in rows] == [1, 3]
+    assert errors == [
+        (4, "field 'seed' must be an integer (64-bit) or null"),
+        (5, "line is not valid UTF-8"),
+        (6, "field 'sha256' must be 64 lowercase hex digits"),
+        (7, "field 'title' must be a string, got int"),
+        (7, "field 'width' must be a positive integer"),
+    ]
+
+
+def test_path_resolver_allowed_roots(tmp_path):
+    from annotation.importing import path_resolver
+
+    root = tmp_path / "data"
+    (root / "sub").mkdir(parents=True)
+    (tmp_path / "data2").mkdir()
+    resolve = path_resolver(root, [root])
+    assert resolve("sub/x.png") == str(root / "sub" / "x.png")
+    for outside in ("../data2/x.png", str(tmp_path / "data2" / "x.png"), "/etc/passwd"):
+        with pytest.raises(ValueError, match="outside the allowed import roots"):
+            resolve(outside)
+    (root / "link").symlink_to(tmp_path / "data2")
+    with pytest.raises(ValueError, match="outside"):
+        resolve("link/x.png")  # a symlink out of the root is refused
+    assert path_resolver(root)("../data2/x.png").endswith("data2/x.png")  # CLI: no roots
+
+
+def test_import_reports_phase_timings_and_commit_in_db_time(builder):
+    from annotation.importing import import_manifest_file
+
+    path = builder.write([builder.row(i, label="available") for i in range(3)])
+    result = import_manifest_file(path, project_slug="timed")
+    timings = result.as_dict()["timings"]
+    assert set(timings) == {"parse", "validate", "write", "commit"}
+    assert result.commit_seconds > 0
+    assert result.db_seconds >= result.commit_seconds
+    out, _ = run_import(path, "--project", "timed", "-v", "2")
+    assert "timings: parse" in out

@@ -59,3 +59,6 @@ class Command(BaseCommand):
         for line, message in result.errors:
             self.stderr.write(f"{manifest}: line {line}: {message}")
         self.stdout.write(result.summary())
+        if options.get("verbosity", 1) >= 2:
+            phases = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings().items())
+            self.stdout.write(f"timings: {phases} (commit includes deferred foreign-key checks)")

@@ -1,0 +1,281 @@
+"""Bulk SQL helpers for imports of 100k–1M rows: COPY/executemany inserts, id allocation, and
+key → id look-ups, each the fastest form per backend (PostgreSQL, SQLite).
+
+Django's bulk_create builds one multi-row statement per ~70 rows on SQLite (999 bound
+parameters) and instantiates a model per row; at 100k+ rows that dominates an import. These
+helpers take plain tuples in a given column order instead.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+
+from django.db import connections, router, transaction
+from django.db.models import DateField, JSONField
+from django.db.models.constants import OnConflict
+from django.utils import timezone
+
+# SQLite allows 32766 bound parameters per statement; stay well below for `IN (...)` look-ups.
+LOOKUP_CHUNK = 5000
+COPY_BATCH = 20000
+SQLITE_BATCH = 5000
+# Separates keys in the one text parameter of a PostgreSQL look-up (see ids_by_key).
+KEY_SEPARATOR = "\x1f"
+
+
+def insert_rows(
+    model, fields: list[str], rows: Iterable[tuple], *, ignore_conflicts=False, returning=None
+) -> list[tuple] | None:
+    """INSERT many rows (COPY on PostgreSQL, executemany on SQLite), in batches.
+
+    `fields` may include "id" to insert explicit primary keys (see allocate_ids). `returning`
+    (column names) with `ignore_conflicts` on PostgreSQL: the inserted rows' values of those
+    columns; None where not supported.
+
+    Values are passed as given except JSON and date/time columns, which are adapted like the
+    field's own get_db_prep_save does (memoised per column for a value repeated by identity, e.g.
+    one `now` for all rows). Columns not given get their defaults; `auto_now(_add)` ones get now.
+    """
+    conn = connections[router.db_for_write(model)]
+    fobjs = [model._meta.get_field(name) for name in fields]
+    given = {f.name for f in fobjs}
+    now = timezone.now()
+    extra_fields, extra_values = [], []
+    for f in model._meta.concrete_fields:
+        if f.primary_key or f.name in given:
+            continue
+        if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
+            value = now
+        elif f.has_default() or not f.null:
+            value = f.get_default()
+        else:
+            value = None
+        extra_fields.append(f)
+        extra_values.append(value)
+    fobjs += extra_fields
+    extra = tuple(extra_values)
+    adapt = _row_adapter(fobjs, extra, conn)
+    qn = conn.ops.quote_name
+    table = qn(model._meta.db_table)
+    cols = ", ".join(qn(f.column) for f in fobjs)
+
+    if conn.vendor == "postgresql" and ignore_conflicts:
+        # COPY has no ON CONFLICT: stage into a temporary table, then INSERT ... SELECT.
+        stage = qn(f"rfs_stage_{uuid.uuid4().hex[:12]}")
+        with transaction.atomic(using=conn.alias), conn.cursor() as cursor:
+            cursor.execute(f"CREATE TEMP TABLE {stage} AS SELECT {cols} FROM {table} WITH NO DATA")
+            try:
+                _copy_rows(cursor, f"COPY {stage} ({cols}) FROM STDIN", map(adapt, rows))
+                back = ", ".join(qn(model._meta.get_field(n).column) for n in returning or ())
+                cursor.execute(
+                    f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} "
+                    "ON CONFLICT DO NOTHING" + (f" RETURNING {back}" if back else "")
+                )
+                out = [tuple(r) for r in cursor.fetchall()] if back else None
+            finally:
+                cursor.execute(f"DROP TABLE IF EXISTS {stage}")
+        return out
+    with conn.cursor() as cursor:
+        if conn.vendor == "postgresql":
+            # COPY: one stream, no per-statement parsing (psycopg's client-side binding of a
+            # many-row VALUES statement costs more than the server's work). Triggers still fire.
+            _copy_rows(cursor, f"COPY {table} ({cols}) FROM STDIN", map(adapt, rows))
+            return None
+        on_conflict = OnConflict.IGNORE if ignore_conflicts else None
+        sql = "{} {} ({}) VALUES ({}) {}".format(
+            conn.ops.insert_statement(on_conflict=on_conflict),
+            table,
+            cols,
+            ", ".join(["%s"] * len(fobjs)),
+            conn.ops.on_conflict_suffix_sql(fobjs, on_conflict, None, None) if on_conflict else "",
+        ).strip()
+        # executemany of one prepared statement: in-process, no round trips.
+        batch: list = []
+        for row in rows:
+            batch.append(adapt(row))
+            if len(batch) >= SQLITE_BATCH:
+                cursor.executemany(sql, batch)
+                batch = []
+        if batch:
+            cursor.executemany(sql, batch)
+    return None
+
+
+def _row_adapter(fobjs, extra: tuple, conn):
+    """A function row → adapted row (JSON to text, date/times through the backend).
+
+    Columns remember recent values by identity: callers share one object across rows (one
+    `now`, one votes dict per label) and pay for one conversion each.
+    """
+    prep = []
+    for i, f in enumerate(fobjs):
+        if isinstance(f, JSONField):
+            encoder = f.encoder
+
+            def to_json(value, encoder=encoder, memo={}):  # noqa: B006 — per-column memo
+                # SQL NULL for None, as JSONField.get_db_prep_save does; COPY and SQLite both
+                # take the JSON text.
+                if value is None:
+                    return None
+                hit = memo.get(id(value))
+                if hit is not None and hit[0] is value:  # the entry holds `value`: id not reused
+                    return hit[1]
+                out = json.dumps(value, cls=encoder)
+                if len(memo) >= 64:
+                    memo.clear()
+                memo[id(value)] = (value, out)
+                return out
+
+            prep.append((i, to_json))
+        elif isinstance(f, DateField):  # DateTimeField is a DateField
+
+            def to_db(value, field=f, memo=[None, None]):  # noqa: B006 — per-column memo
+                if value is None:
+                    return None
+                if value is memo[0]:
+                    return memo[1]
+                out = field.get_db_prep_save(value, conn)
+                memo[0], memo[1] = value, out
+                return out
+
+            prep.append((i, to_db))
+
+    def adapt(row):
+        if extra:
+            row = tuple(row) + extra
+        if not prep:
+            return row
+        row = list(row)
+        for i, fn in prep:
+            row[i] = fn(row[i])
+        return row
+
+    return adapt
+
+
+def _copy_rows(cursor, copy_sql: str, rows: Iterable, size: int = COPY_BATCH) -> None:
+    """COPY rows through Django's execute wrappers (so query timers/loggers see it)."""
+    batch: list = []
+
+    def flush():
+        def run_copy(sql, params, many, context):
+            # Raw psycopg underneath: map its errors to Django's (IntegrityError, ...) as
+            # CursorWrapper.execute does.
+            with cursor.db.wrap_database_errors, cursor.cursor.copy(sql) as copy:
+                for row in batch:
+                    copy.write_row(row)
+
+        cursor._execute_with_wrappers(copy_sql, None, False, executor=run_copy)
+
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            flush()
+            batch = []
+    if batch:
+        flush()
+
+
+def allocate_ids(model, count: int) -> list[int]:
+    """`count` fresh primary keys for rows the caller will insert with explicit ids.
+
+    Saves reading the new rows back to learn their ids (a look-up as costly as the insert).
+    PostgreSQL: taken from the table's identity sequence (safe under concurrency; gaps are
+    harmless). SQLite: must run inside the write transaction (BEGIN IMMEDIATE holds the
+    database's only write lock), after the largest id ever used (`sqlite_sequence`, so ids of
+    deleted rows are not reused, as AUTOINCREMENT promises).
+    """
+    if count <= 0:
+        return []
+    conn = connections[router.db_for_write(model)]
+    table = model._meta.db_table
+    pk = model._meta.pk.column
+    with conn.cursor() as cursor:
+        if conn.vendor == "postgresql":
+            # The sequence is resolved once: pg_get_serial_sequence() per row costs 10× nextval.
+            cursor.execute(
+                "SELECT pg_get_serial_sequence(%s, %s)", [conn.ops.quote_name(table), pk]
+            )
+            sequence = cursor.fetchone()[0]
+            cursor.execute(
+                "SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [sequence, count]
+            )
+            return [r[0] for r in cursor.fetchall()]
+        if not conn.in_atomic_block:
+            raise RuntimeError("allocate_ids on SQLite needs the caller's write transaction")
+        qn = conn.ops.quote_name
+        cursor.execute(
+            f"SELECT max(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = %s), 0), "
+            f"COALESCE((SELECT max({qn(pk)}) FROM {qn(table)}), 0))",
+            [table],
+        )
+        start = cursor.fetchone()[0] + 1
+    return list(range(start, start + count))
+
+
+def _chunks(seq: list, size: int = LOOKUP_CHUNK) -> Iterable[list]:
+    for start in range(0, len(seq), size):
+        yield seq[start : start + size]
+
+
+def ids_by_key(model, key: str, keys: Iterable, **equal) -> dict:
+    """{key value: id} for rows whose `key` column is in `keys` (and columns in `equal` match).
+
+    Chunked `IN (...)` on SQLite. On PostgreSQL the keys travel as ONE text parameter split by
+    the server (`string_to_array`): psycopg adapts a 100k-element array parameter in Python at
+    ~3 µs per element, more than the join itself costs.
+    """
+    keys = list(set(keys))  # unsorted: sorting 1M strings costs a second and buys nothing
+    out: dict = {}
+    if not keys:
+        return out
+    conn = connections[router.db_for_read(model)]
+    if conn.vendor != "postgresql":
+        for chunk in _chunks(keys):
+            out.update(
+                model.objects.filter(**{f"{key}__in": chunk}, **equal).values_list(key, "id")
+            )
+        return out
+    qn = conn.ops.quote_name
+    field = model._meta.get_field(key)
+    col = qn(field.column)
+    target = getattr(field, "target_field", field)
+    integer = target.get_internal_type() in {
+        "AutoField",
+        "BigAutoField",
+        "BigIntegerField",
+        "IntegerField",
+        "PositiveIntegerField",
+    }
+    # A join on unnest() (hash join) rather than `col = ANY(array)`: right after a bulk insert
+    # the planner's statistics are stale and ANY() over a seq scan is rows × keys comparisons.
+    where = ["TRUE"]
+    params: list = []
+    for name, value in equal.items():
+        where.append(f"t.{qn(model._meta.get_field(name).column)} = %s")
+        params.append(getattr(value, "pk", value))
+    joined = integer or not any(KEY_SEPARATOR in k for k in keys)
+    if integer:
+        source = "unnest(string_to_array(%s, ',')::bigint[])"
+    elif joined:
+        source = f"unnest(string_to_array(%s, chr({ord(KEY_SEPARATOR)})))"
+    else:  # a key contains the separator: the (slower) array parameter
+        source = "unnest(%s::text[])"
+    sql = (
+        f"SELECT t.{col}, t.id FROM {qn(model._meta.db_table)} t "
+        f"JOIN {source} AS k(v) ON t.{col} = k.v WHERE {' AND '.join(where)}"
+    )
+    with conn.cursor() as cursor:
+        # Big chunks: each statement may hash-join against a full scan of the table.
+        for chunk in _chunks(keys, 250000):
+            if integer:
+                value = ",".join(map(str, chunk))
+            elif joined:
+                value = KEY_SEPARATOR.join(chunk)
+            else:
+                value = chunk
+            cursor.execute(sql, [value, *params])
+            out.update(cursor.fetchall())
+    return out
