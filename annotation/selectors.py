@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.db.models import Count, Exists, OuterRef, Q
 
+from jobs.prepared import PreparedQuery
+
 from .models import Annotation, Assignment, Item, Project
 from .schema_cache import schema_choices
 
@@ -15,20 +17,29 @@ def _url(field) -> str:
         return ""
 
 
-def project_for_user(*, slug: str, user) -> Project | None:
-    """The project with `has_members` / `is_member` flags for permissions.can_label_project, in
-    one query."""
+def _project_with_membership(slug, user_id):
     through = Project.annotators.through
     return (
         Project.objects.filter(slug=slug)
         .annotate(
             has_members=Exists(through.objects.filter(project_id=OuterRef("pk"))),
-            is_member=Exists(
-                through.objects.filter(project_id=OuterRef("pk"), user_id=getattr(user, "pk", None))
-            ),
+            is_member=Exists(through.objects.filter(project_id=OuterRef("pk"), user_id=user_id)),
         )
-        .first()
+        .order_by("pk")[:1]
     )
+
+
+# Compiled once per connection: every next/submit call starts with this look-up.
+PROJECT_WITH_MEMBERSHIP = PreparedQuery(_project_with_membership, ints=("user_id",))
+
+
+def project_for_user(*, slug: str, user) -> Project | None:
+    """The project with `has_members` / `is_member` flags for permissions.can_label_project, in
+    one query."""
+    user_id = getattr(user, "pk", None)
+    if user_id is None:
+        return _project_with_membership(slug, None).first()
+    return PROJECT_WITH_MEMBERSHIP.first(slug=slug, user_id=user_id)
 
 
 def choices_payload(schema_id: int) -> list[dict]:

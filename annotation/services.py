@@ -26,6 +26,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
+from jobs.prepared import PreparedQuery
+
 from .exceptions import (
     AnnotationError,
     IdempotencyKeyReused,
@@ -364,7 +366,7 @@ def _assignment_with_item(*, row, project, annotator) -> Assignment:
         expires_at = Assignment._meta.get_field("expires_at").to_python(expires_at)
     if timezone.is_naive(expires_at):  # ... or a naive UTC datetime
         expires_at = timezone.make_aware(expires_at, datetime.UTC)
-    item = Item.objects.select_related("creative__product").get(pk=item_id)
+    item = ITEM_WITH_CREATIVE.first(pk=item_id)
     item.project = project
     assignment = Assignment(
         id=assignment_id,
@@ -584,17 +586,19 @@ def submit_annotation(
         raise LeaseConflict("You already labeled this item.")
 
 
-def _submit_locked(*, item_id, annotator, label, key, duration_ms, note, now):
+def _lease_for_submit(item_id, annotator_id, key):
     qs = (
-        Assignment.objects.filter(item_id=item_id, annotator=annotator)
+        Assignment.objects.filter(item_id=item_id, annotator_id=annotator_id)
         .select_related("item", "item__project")
         .annotate(
             replay_id=Subquery(
-                Annotation.objects.filter(annotator=annotator, idempotency_key=key).values("id")[:1]
+                Annotation.objects.filter(annotator_id=annotator_id, idempotency_key=key).values(
+                    "id"
+                )[:1]
             ),
             low_gold=Exists(
                 AnnotatorGoldStats.objects.filter(
-                    project_id=OuterRef("project_id"), annotator=annotator, is_low=True
+                    project_id=OuterRef("project_id"), annotator_id=annotator_id, is_low=True
                 )
             ),
         )
@@ -602,7 +606,19 @@ def _submit_locked(*, item_id, annotator, label, key, duration_ms, note, now):
     )
     if connection.features.has_select_for_update:
         qs = qs.select_for_update(of=("item",))
-    assignment = qs.first()  # query 1: lease + locked item + project + replay + gold flag
+    return qs[:1]
+
+
+# Compiled once per connection (inside the submit transaction, as FOR UPDATE requires).
+LEASE_FOR_SUBMIT = PreparedQuery(_lease_for_submit, ints=("item_id", "annotator_id"))
+ITEM_WITH_CREATIVE = PreparedQuery(
+    lambda pk: Item.objects.select_related("creative__product").filter(pk=pk)[:1], ints=("pk",)
+)
+
+
+def _submit_locked(*, item_id, annotator, label, key, duration_ms, note, now):
+    # query 1: lease + locked item + project + replay + gold flag
+    assignment = LEASE_FOR_SUBMIT.first(item_id=item_id, annotator_id=annotator.pk, key=key)
     if assignment is None:
         ann = _replay(annotator=annotator, key=key, item_id=item_id)
         if ann is not None:
