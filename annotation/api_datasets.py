@@ -93,7 +93,7 @@ class ImportResultSerializer(serializers.Serializer):
     total_seconds = serializers.FloatField()
     timings = serializers.DictField(
         child=serializers.FloatField(),
-        help_text="seconds per phase: parse, validate, write (transaction), commit",
+        help_text="seconds per phase: parse, validate, store (files), write (transaction), commit",
     )
 
 

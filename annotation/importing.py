@@ -123,6 +123,7 @@ class ImportResult:
     commit_seconds: float = 0.0
     parse_seconds: float = 0.0  # reading + checking the manifest's lines
     validate_seconds: float = 0.0  # paths, look-ups, decoding/hashing/thumbnailing new images
+    store_seconds: float = 0.0  # copying new files into storage (before the transaction)
     write_seconds: float = 0.0  # wall time of the write transaction
     total_seconds: float = 0.0
 
@@ -138,6 +139,7 @@ class ImportResult:
         return {
             "parse": round(self.parse_seconds, 3),
             "validate": round(self.validate_seconds, 3),
+            "store": round(self.store_seconds, 3),
             "write": round(self.write_seconds, 3),
             "commit": round(self.commit_seconds, 3),
         }
@@ -491,6 +493,7 @@ def _write(
 ) -> None:
     # Files first (outside the transaction): an orphan content-addressed file is harmless, a row
     # pointing at a missing file is not.
+    storing = time.perf_counter()
     product_rows = []
     first_of_sku: dict[str, Row] = {}
     for row in rows:
@@ -554,6 +557,7 @@ def _write(
         )
 
     started = time.perf_counter()
+    result.store_seconds = started - storing
     with transaction.atomic():
         project = _ensure_project(project_slug, overlap, created_by)
         result.project = project

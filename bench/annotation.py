@@ -26,6 +26,7 @@ What is measured (see docs/datasets.md, "Benchmark"):
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import shutil
@@ -54,6 +55,12 @@ def parse_args():
     p.add_argument("--skus", type=int, default=1000)
     p.add_argument("--requests", type=int, default=200, help="next+submit pairs per client count")
     p.add_argument("--clients", default="1,16")
+    p.add_argument(
+        "--paced",
+        default="16:250",
+        help="CLIENTS:MS runs after the closed-loop ones: each client starts a next+submit "
+        "every MS ms ('' to skip)",
+    )
     p.add_argument(
         "--server",
         choices=["gunicorn", "runserver"],
@@ -264,20 +271,23 @@ def start_server(env, args) -> tuple[subprocess.Popen, str]:
 
 
 def call(base, path, token, body=None):
+    """One POST on a fresh connection (gunicorn's sync workers close after each response);
+    http.client rather than urllib: less client CPU on the 2 cores the server also uses."""
     data = json.dumps(body or {}).encode()
-    req = urllib.request.Request(
-        base + path,
-        data=data,
-        method="POST",
-        headers={"Authorization": f"Token {token}", "Content-Type": "application/json"},
-    )
+    host, port = base.removeprefix("http://").split(":")
     start = time.perf_counter()
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            payload = resp.read()
-            status = resp.status
-    except urllib.error.HTTPError as exc:
-        payload, status = exc.read(), exc.code
+        conn.request(
+            "POST",
+            path,
+            body=data,
+            headers={"Authorization": f"Token {token}", "Content-Type": "application/json"},
+        )
+        resp = conn.getresponse()
+        payload, status = resp.read(), resp.status
+    finally:
+        conn.close()
     return (time.perf_counter() - start) * 1000, status, payload
 
 
@@ -299,7 +309,10 @@ def item_id_of(payload: bytes):
     return None
 
 
-def run_clients(base, slug, tokens, total_pairs):
+def run_clients(base, slug, tokens, total_pairs, pace_ms=0.0):
+    """Each client loops next → submit. `pace_ms` > 0: a client starts a pair every `pace_ms`
+    (an annotator's rhythm; a late pair starts at once), so latency is measured at a set load
+    instead of at saturation (closed loop, the default)."""
     per_client = max(1, total_pairs // len(tokens))
     lat = {"next": [], "submit": []}
     errors = []
@@ -307,7 +320,13 @@ def run_clients(base, slug, tokens, total_pairs):
 
     def worker(token):
         mine = {"next": [], "submit": []}
-        for _ in range(per_client):
+        # Stagger the clients over one period so that paced requests do not arrive in bursts.
+        began = time.perf_counter() + (pace_ms / 1000) * tokens.index(token) / len(tokens)
+        for k in range(per_client):
+            if pace_ms:
+                wait = began + k * pace_ms / 1000 - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
             ms, status, payload = call(base, f"/api/projects/{slug}/next/", token)
             mine["next"].append(ms)
             item = item_id_of(payload) if status == 200 else None
@@ -402,8 +421,10 @@ def main():
         "db_s": round(res.db_seconds, 2),
         "write_s": round(res.write_seconds, 2),
         "total_s": round(res.total_seconds, 2),
+        "commit_s": round(res.commit_seconds, 2),
+        "timings": res.timings(),
     }
-    print(f"[bench] import: {res.summary()}", flush=True)
+    print(f"[bench] import: {res.summary()} {res.timings()}", flush=True)
     res2 = importing.import_manifest_file(
         manifest, project_slug="bench", overlap=2, label_source="bench-import"
     )
@@ -414,18 +435,23 @@ def main():
     }
 
     clients = [int(c) for c in args.clients.split(",") if c]
-    users = [make_user("annotator") for _ in range(max(clients))]
+    runs = [(n, 0.0, f"{n} client(s), closed loop") for n in clients]
+    if args.paced:
+        n, ms = args.paced.split(":")
+        runs.append((int(n), float(ms), f"{n} clients paced, a next+submit every {ms} ms each"))
+    users = [make_user("annotator") for _ in range(max(n for n, _, _ in runs))]
     tokens = [make_token(u) for u in users]
     connection.close()
     server, base = start_server(ctx["env"], args)
     results["http"] = {}
     try:
-        for n in clients:
+        for n, pace, label in runs:
             run_clients(base, "bench", tokens[:n], min(20, 2 * n))  # warm-up
             start = time.perf_counter()
-            lat, errors = run_clients(base, "bench", tokens[:n], args.requests)
+            pairs = args.requests * (2 if pace else 1)
+            lat, errors = run_clients(base, "bench", tokens[:n], pairs, pace_ms=pace)
             wall = time.perf_counter() - start
-            results["http"][n] = {
+            results["http"][label] = {
                 k: {
                     "n": len(v),
                     "p50_ms": round(statistics.median(v), 1) if v else None,
@@ -433,11 +459,11 @@ def main():
                 }
                 for k, v in lat.items()
             }
-            results["http"][n]["pairs_per_s"] = round(len(lat["submit"]) / wall, 1)
-            results["http"][n]["errors"] = len(errors)
+            results["http"][label]["pairs_per_s"] = round(len(lat["submit"]) / wall, 1)
+            results["http"][label]["errors"] = len(errors)
             if errors:
-                results["http"][n]["first_error"] = errors[0][:200]
-            print(f"[bench] {n} clients: {results['http'][n]}", flush=True)
+                results["http"][label]["first_error"] = errors[0][:200]
+            print(f"[bench] {label}: {results['http'][label]}", flush=True)
     finally:
         server.terminate()
         server.wait(10)
@@ -494,14 +520,17 @@ def append_results(args, r):
         + ")",
         "",
         f"- import: {r['import']['created']:,} items + {r['import']['labels']:,} labels: "
-        f"SQL {r['import']['db_s']} s, write transaction {r['import']['write_s']} s, "
-        f"total {r['import']['total_s']} s (prepare, not timed: {r['prepare_s']} s)",
+        f"database {r['import']['db_s']} s (SQL + commit {r['import']['commit_s']} s, where "
+        f"PostgreSQL runs the deferred foreign-key checks), write transaction "
+        f"{r['import']['write_s']} s, total {r['import']['total_s']} s; phases "
+        + ", ".join(f"{k} {v} s" for k, v in r["import"]["timings"].items())
+        + f" (prepare, not timed: {r['prepare_s']} s)",
         f"- re-import (idempotent): created {r['reimport']['created']}, "
         f"SQL {r['reimport']['db_s']} s, total {r['reimport']['total_s']} s",
     ]
     for n, h in r["http"].items():
         lines.append(
-            f"- {n} client(s): next p50 {h['next']['p50_ms']} ms / p95 {h['next']['p95_ms']} ms; "
+            f"- {n}: next p50 {h['next']['p50_ms']} ms / p95 {h['next']['p95_ms']} ms; "
             f"submit p50 {h['submit']['p50_ms']} ms / p95 {h['submit']['p95_ms']} ms; "
             f"{h['pairs_per_s']} next+submit/s; errors {h['errors']}"
             + (f" (first: {h.get('first_error')})" if h.get("first_error") else "")

@@ -246,7 +246,7 @@ def test_import_reports_phase_timings_and_commit_in_db_time(builder):
     path = builder.write([builder.row(i, label="available") for i in range(3)])
     result = import_manifest_file(path, project_slug="timed")
     timings = result.as_dict()["timings"]
-    assert set(timings) == {"parse", "validate", "write", "commit"}
+    assert set(timings) == {"parse", "validate", "store", "write", "commit"}
     assert result.commit_seconds > 0
     assert result.db_seconds >= result.commit_seconds
     out, _ = run_import(path, "--project", "timed", "-v", "2")
