@@ -13,12 +13,15 @@ What is measured (see docs/datasets.md, "Benchmark"):
   and imports them from scratch (decode + sha256 + WebP thumbnail in the process pool);
   `precomputed` (default above 200k rows) first bulk-creates the creatives (setup, not timed) and
   imports a manifest that carries sha256/width/height of already stored content: the
-  "images already present" path. Reported: SQL time (sum of query execution), write-transaction
-  wall time and total wall time.
-- next/submit: a real `manage.py runserver --noreload` subprocess; 1 and 16 concurrent clients
-  (threads, one token each) loop POST /api/projects/{slug}/next/ then
-  POST /api/items/{id}/annotations/; p50/p95 per endpoint; queries per call measured in-process
-  with the test client.
+  "images already present" path. Reported: database time (SQL execution + the commit, where
+  PostgreSQL runs the deferred foreign-key checks), write-transaction wall time, total wall time
+  and the phases (parse, validate, store, write, commit).
+- next/submit: a real server subprocess (`--server gunicorn`: DEBUG off, 3 sync workers, as in
+  production; or `runserver --noreload`); 1 and 16 clients (threads, one token each) loop
+  POST /api/projects/{slug}/next/ then POST /api/items/{id}/annotations/ in a closed loop (the
+  server's capacity), then `--paced 16:250` clients each starting a pair every 250 ms (latency
+  under concurrency below saturation); p50/p95 per endpoint; queries per call measured
+  in-process with the test client.
 - dataset version + export: after marking every item done (one UPDATE, setup), time
   create_dataset_version and the jsonl/parquet exports to files.
 """
@@ -53,6 +56,7 @@ def parse_args():
     p.add_argument("--items", type=int, default=100_000)
     p.add_argument("--import-mode", choices=["real", "precomputed"], default=None)
     p.add_argument("--skus", type=int, default=1000)
+    p.add_argument("--no-labels", action="store_true", help="manifest rows without labels")
     p.add_argument("--requests", type=int, default=200, help="next+submit pairs per client count")
     p.add_argument("--clients", default="1,16")
     p.add_argument(
@@ -117,7 +121,7 @@ def setup_environment(args) -> dict:
     return {"env": env, "var": var}
 
 
-def write_real_images(var: Path, n: int, skus: int) -> Path:
+def write_real_images(var: Path, n: int, skus: int, labels: bool = True) -> Path:
     """N distinct tiny PNGs (+ one RGBA cut-out per SKU) and a labeled manifest."""
     import io
 
@@ -147,7 +151,7 @@ def write_real_images(var: Path, n: int, skus: int) -> Path:
                         "prompt": f"prompt {i}",
                         "seed": i,
                         "generator": "bench",
-                        "label": LABELS[i % len(LABELS)],
+                        "label": LABELS[i % len(LABELS)] if labels else None,
                         "id": f"b{i}",
                     }
                 )
@@ -156,7 +160,7 @@ def write_real_images(var: Path, n: int, skus: int) -> Path:
     return manifest
 
 
-def precreate_creatives(var: Path, n: int, skus: int) -> Path:
+def precreate_creatives(var: Path, n: int, skus: int, labels: bool = True) -> Path:
     """Setup (not timed): N creatives already in the database, and a manifest with their
     precomputed sha256/width/height (the "images already present" import path)."""
     import hashlib
@@ -201,7 +205,7 @@ def precreate_creatives(var: Path, n: int, skus: int) -> Path:
                         "sha256": sha,
                         "width": 16,
                         "height": 16,
-                        "label": LABELS[i % len(LABELS)],
+                        "label": LABELS[i % len(LABELS)] if labels else None,
                         "id": f"b{i}",
                     }
                 )
@@ -209,6 +213,13 @@ def precreate_creatives(var: Path, n: int, skus: int) -> Path:
             )
     if batch:
         insert_rows(Creative, fields, batch)
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        # Steady state of a table that has been there a while (autovacuum): hint bits set,
+        # statistics current. Right after a bulk load the first reader writes every page.
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE generation_creative")
     return manifest
 
 
@@ -388,6 +399,43 @@ def queries_per_call(slug, user) -> dict:
     return {k: (statistics.median(v) if v else None) for k, v in counts.items()}
 
 
+def http_runs(args, ctx, runs) -> dict:
+    """Closed-loop and paced client runs against a real server; latencies per endpoint."""
+    from django.db import connection
+
+    from tests.factories import make_token, make_user
+
+    users = [make_user("annotator") for _ in range(max(n for n, _, _ in runs))]
+    tokens = [make_token(u) for u in users]
+    connection.close()
+    server, base = start_server(ctx["env"], args)
+    out: dict = {}
+    try:
+        for n, pace, label in runs:
+            run_clients(base, "bench", tokens[:n], min(20, 2 * n))  # warm-up
+            start = time.perf_counter()
+            pairs = args.requests * (2 if pace else 1)
+            lat, errors = run_clients(base, "bench", tokens[:n], pairs, pace_ms=pace)
+            wall = time.perf_counter() - start
+            out[label] = {
+                k: {
+                    "n": len(v),
+                    "p50_ms": round(statistics.median(v), 1) if v else None,
+                    "p95_ms": round(pct(v, 95), 1) if v else None,
+                }
+                for k, v in lat.items()
+            }
+            out[label]["pairs_per_s"] = round(len(lat["submit"]) / wall, 1)
+            out[label]["errors"] = len(errors)
+            if errors:
+                out[label]["first_error"] = errors[0][:200]
+            print(f"[bench] {label}: {out[label]}", flush=True)
+    finally:
+        server.terminate()
+        server.wait(10)
+    return out
+
+
 def main():
     args = parse_args()
     mode = args.import_mode or ("real" if args.items <= 200_000 else "precomputed")
@@ -399,16 +447,16 @@ def main():
 
     from annotation import datasets, exporting, importing
     from annotation.models import Item
-    from tests.factories import make_token, make_user
+    from tests.factories import make_user
 
     results: dict = {"db": args.db, "items": args.items, "import_mode": mode}
     results["load"] = "/".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"[bench] preparing {args.items} rows ({mode})", flush=True)
     t0 = time.perf_counter()
     if mode == "real":
-        manifest = write_real_images(ctx["var"], args.items, args.skus)
+        manifest = write_real_images(ctx["var"], args.items, args.skus, not args.no_labels)
     else:
-        manifest = precreate_creatives(ctx["var"], args.items, args.skus)
+        manifest = precreate_creatives(ctx["var"], args.items, args.skus, not args.no_labels)
     results["prepare_s"] = round(time.perf_counter() - t0, 1)
 
     print("[bench] import", flush=True)
@@ -439,34 +487,7 @@ def main():
     if args.paced:
         n, ms = args.paced.split(":")
         runs.append((int(n), float(ms), f"{n} clients paced, a next+submit every {ms} ms each"))
-    users = [make_user("annotator") for _ in range(max(n for n, _, _ in runs))]
-    tokens = [make_token(u) for u in users]
-    connection.close()
-    server, base = start_server(ctx["env"], args)
-    results["http"] = {}
-    try:
-        for n, pace, label in runs:
-            run_clients(base, "bench", tokens[:n], min(20, 2 * n))  # warm-up
-            start = time.perf_counter()
-            pairs = args.requests * (2 if pace else 1)
-            lat, errors = run_clients(base, "bench", tokens[:n], pairs, pace_ms=pace)
-            wall = time.perf_counter() - start
-            results["http"][label] = {
-                k: {
-                    "n": len(v),
-                    "p50_ms": round(statistics.median(v), 1) if v else None,
-                    "p95_ms": round(pct(v, 95), 1) if v else None,
-                }
-                for k, v in lat.items()
-            }
-            results["http"][label]["pairs_per_s"] = round(len(lat["submit"]) / wall, 1)
-            results["http"][label]["errors"] = len(errors)
-            if errors:
-                results["http"][label]["first_error"] = errors[0][:200]
-            print(f"[bench] {label}: {results['http'][label]}", flush=True)
-    finally:
-        server.terminate()
-        server.wait(10)
+    results["http"] = http_runs(args, ctx, runs) if runs else {}
     results["queries_per_call"] = queries_per_call("bench", make_user("annotator"))
 
     if not args.skip_export:
@@ -510,7 +531,10 @@ def append_results(args, r):
         f"## annotation — {args.db}, {args.items:,} items — "
         f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         "",
-        f"`bench/annotation.py --db {args.db} --items {args.items} --server {args.server}` "
+        f"`bench/annotation.py --db {args.db} --items {args.items} --server {args.server}"
+        + (" --no-labels" if args.no_labels else "")
+        + (f" --clients '{args.clients}' --paced '{args.paced}'" if not r["http"] else "")
+        + "` "
         f"(import mode: {r['import_mode']}; 2-core machine, load average before: {r['load']}; "
         + (
             f"gunicorn {args.workers} sync workers, DEBUG off"

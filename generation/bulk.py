@@ -10,29 +10,41 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 
 from django.db import connections, router, transaction
 from django.db.models import DateField, JSONField
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 
+from generation import pgcopy
+
 # SQLite allows 32766 bound parameters per statement; stay well below for `IN (...)` look-ups.
 LOOKUP_CHUNK = 5000
-COPY_BATCH = 20000
 SQLITE_BATCH = 5000
 # Separates keys in the one text parameter of a PostgreSQL look-up (see ids_by_key).
-KEY_SEPARATOR = "\x1f"
+KEY_SEPARATOR = pgcopy.KEY_SEPARATOR
 
 
 def insert_rows(
-    model, fields: list[str], rows: Iterable[tuple], *, ignore_conflicts=False, returning=None
+    model,
+    fields: list[str],
+    rows: Iterable[tuple],
+    *,
+    ignore_conflicts=False,
+    returning=None,
+    skip_triggers: Collection[str] = (),
+    new_parents: dict[str, Collection] | None = None,
 ) -> list[tuple] | None:
-    """INSERT many rows (COPY on PostgreSQL, executemany on SQLite), in batches.
+    """INSERT many rows (binary COPY on PostgreSQL, executemany on SQLite), in batches.
 
     `fields` may include "id" to insert explicit primary keys (see allocate_ids). `returning`
     (column names) with `ignore_conflicts` on PostgreSQL: the inserted rows' values of those
     columns; None where not supported.
+
+    PostgreSQL checks the rows' foreign keys once per distinct key rather than once per row
+    where it can (generation.pgcopy): `skip_triggers` names INSERT triggers that do nothing for
+    these rows, `new_parents` ({field name: keys}) parents this transaction inserted itself.
 
     Values are passed as given except JSON and date/time columns, which are adapted like the
     field's own get_db_prep_save does (memoised per column for a value repeated by identity, e.g.
@@ -56,7 +68,6 @@ def insert_rows(
         extra_values.append(value)
     fobjs += extra_fields
     extra = tuple(extra_values)
-    adapt = _row_adapter(fobjs, extra, conn)
     qn = conn.ops.quote_name
     table = qn(model._meta.db_table)
     cols = ", ".join(qn(f.column) for f in fobjs)
@@ -67,7 +78,15 @@ def insert_rows(
         with transaction.atomic(using=conn.alias), conn.cursor() as cursor:
             cursor.execute(f"CREATE TEMP TABLE {stage} AS SELECT {cols} FROM {table} WITH NO DATA")
             try:
-                _copy_rows(cursor, f"COPY {stage} ({cols}) FROM STDIN", map(adapt, rows))
+                pgcopy.copy_rows(
+                    conn,
+                    stage,
+                    [f.column for f in fobjs],
+                    rows,
+                    extra=extra,
+                    convert=_converters(fobjs, conn),
+                    set_based_fk=False,
+                )
                 back = ", ".join(qn(model._meta.get_field(n).column) for n in returning or ())
                 cursor.execute(
                     f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} "
@@ -77,12 +96,23 @@ def insert_rows(
             finally:
                 cursor.execute(f"DROP TABLE IF EXISTS {stage}")
         return out
+    if conn.vendor == "postgresql":
+        # COPY: one stream, no per-statement parsing (psycopg's client-side binding of a
+        # many-row VALUES statement costs more than the server's work).
+        parents = {model._meta.get_field(k).column: v for k, v in (new_parents or {}).items()}
+        pgcopy.copy_rows(
+            conn,
+            model._meta.db_table,
+            [f.column for f in fobjs],
+            rows,
+            extra=extra,
+            convert=_converters(fobjs, conn),
+            skip_triggers=skip_triggers,
+            new_parents=parents,
+        )
+        return None
+    adapt = _row_adapter(fobjs, extra, conn)
     with conn.cursor() as cursor:
-        if conn.vendor == "postgresql":
-            # COPY: one stream, no per-statement parsing (psycopg's client-side binding of a
-            # many-row VALUES statement costs more than the server's work). Triggers still fire.
-            _copy_rows(cursor, f"COPY {table} ({cols}) FROM STDIN", map(adapt, rows))
-            return None
         on_conflict = OnConflict.IGNORE if ignore_conflicts else None
         sql = "{} {} ({}) VALUES ({}) {}".format(
             conn.ops.insert_statement(on_conflict=on_conflict),
@@ -103,79 +133,55 @@ def insert_rows(
     return None
 
 
-def _row_adapter(fobjs, extra: tuple, conn):
-    """A function row → adapted row (JSON to text, date/times through the backend).
+def _converters(fobjs, conn) -> dict[int, Callable]:
+    """{position: function} adapting non-null JSON (to text) and date/time values (through the
+    backend) as the field's own get_db_prep_save does.
 
-    Columns remember recent values by identity: callers share one object across rows (one
+    Each remembers its last values by identity: callers share one object across rows (one
     `now`, one votes dict per label) and pay for one conversion each.
     """
-    prep = []
+    out = {}
     for i, f in enumerate(fobjs):
         if isinstance(f, JSONField):
             encoder = f.encoder
 
             def to_json(value, encoder=encoder, memo={}):  # noqa: B006 — per-column memo
-                # SQL NULL for None, as JSONField.get_db_prep_save does; COPY and SQLite both
-                # take the JSON text.
-                if value is None:
-                    return None
                 hit = memo.get(id(value))
                 if hit is not None and hit[0] is value:  # the entry holds `value`: id not reused
                     return hit[1]
-                out = json.dumps(value, cls=encoder)
+                text = json.dumps(value, cls=encoder)
                 if len(memo) >= 64:
                     memo.clear()
-                memo[id(value)] = (value, out)
-                return out
+                memo[id(value)] = (value, text)
+                return text
 
-            prep.append((i, to_json))
+            out[i] = to_json
         elif isinstance(f, DateField):  # DateTimeField is a DateField
 
             def to_db(value, field=f, memo=[None, None]):  # noqa: B006 — per-column memo
-                if value is None:
-                    return None
                 if value is memo[0]:
                     return memo[1]
-                out = field.get_db_prep_save(value, conn)
-                memo[0], memo[1] = value, out
-                return out
+                adapted = field.get_db_prep_save(value, conn)
+                memo[0], memo[1] = value, adapted
+                return adapted
 
-            prep.append((i, to_db))
+            out[i] = to_db
+    return out
+
+
+def _row_adapter(fobjs, extra: tuple, conn):
+    """A function row → adapted row (`extra` appended, see _converters)."""
+    convert = list(_converters(fobjs, conn).items())
 
     def adapt(row):
-        if extra:
-            row = tuple(row) + extra
-        if not prep:
-            return row
-        row = list(row)
-        for i, fn in prep:
-            row[i] = fn(row[i])
+        row = [*row, *extra]
+        for i, fn in convert:
+            value = row[i]
+            if value is not None:
+                row[i] = fn(value)
         return row
 
     return adapt
-
-
-def _copy_rows(cursor, copy_sql: str, rows: Iterable, size: int = COPY_BATCH) -> None:
-    """COPY rows through Django's execute wrappers (so query timers/loggers see it)."""
-    batch: list = []
-
-    def flush():
-        def run_copy(sql, params, many, context):
-            # Raw psycopg underneath: map its errors to Django's (IntegrityError, ...) as
-            # CursorWrapper.execute does.
-            with cursor.db.wrap_database_errors, cursor.cursor.copy(sql) as copy:
-                for row in batch:
-                    copy.write_row(row)
-
-        cursor._execute_with_wrappers(copy_sql, None, False, executor=run_copy)
-
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= size:
-            flush()
-            batch = []
-    if batch:
-        flush()
 
 
 def allocate_ids(model, count: int) -> list[int]:
@@ -267,15 +273,18 @@ def ids_by_key(model, key: str, keys: Iterable, **equal) -> dict:
         f"SELECT t.{col}, t.id FROM {qn(model._meta.db_table)} t "
         f"JOIN {source} AS k(v) ON t.{col} = k.v WHERE {' AND '.join(where)}"
     )
-    with conn.cursor() as cursor:
-        # Big chunks: each statement may hash-join against a full scan of the table.
-        for chunk in _chunks(keys, 250000):
-            if integer:
-                value = ",".join(map(str, chunk))
-            elif joined:
-                value = KEY_SEPARATOR.join(chunk)
-            else:
-                value = chunk
-            cursor.execute(sql, [value, *params])
-            out.update(cursor.fetchall())
+    if integer:
+        value = ",".join(map(str, keys))
+    elif joined:
+        value = KEY_SEPARATOR.join(keys)
+    else:
+        value = keys
+    # One statement: each one hash-joins against a full scan of the table.
+    with (
+        transaction.atomic(using=conn.alias),
+        conn.cursor() as cursor,
+        pgcopy.join_work_mem(cursor),
+    ):
+        cursor.execute(sql, [value, *params])
+        out.update(cursor.fetchall())
     return out
