@@ -501,16 +501,19 @@ def _write(
     first_of_sku: dict[str, Row] = {}
     for row in rows:
         first_of_sku.setdefault(row.data["sku"], row)
-    Store = gen_services.StoreRequest
-    requests: list = []  # files to store, in one thread pool
     for sku, processed in product_infos.items():
         info = processed.info
-        requests.append(Store("products", info.sha256, info.extension, processed.path))
+        name = gen_services.store_content(
+            prefix="products",
+            sha256=info.sha256,
+            extension=info.extension,
+            source_path=processed.path,
+        )
         first = first_of_sku[sku]
         product_rows.append(
             gen_services.ProductRow(
                 sku=sku,
-                image=images.content_name("products", info.sha256, info.extension),
+                image=name,
                 sha256=info.sha256,
                 width=info.width,
                 height=info.height,
@@ -529,12 +532,16 @@ def _write(
         if row.creative_id is not None:
             known_creatives[sha] = row.creative_id
             continue
-        ext = (row.image_ext or "png") if row.trusted else row.image_ext
-        name = images.content_name("creatives", sha, ext)
-        thumb = images.content_name("thumbnails", sha, "webp")
-        if not row.trusted:
-            requests.append(Store("creatives", sha, ext, row.image_path))
-            requests.append(Store("thumbnails", sha, "webp", data=row.thumbnail))
+        if row.trusted:
+            name = images.content_name("creatives", sha, row.image_ext or "png")
+            thumb = images.content_name("thumbnails", sha, "webp")
+        else:
+            name = gen_services.store_content(
+                prefix="creatives", sha256=sha, extension=row.image_ext, source_path=row.image_path
+            )
+            thumb = gen_services.store_content(
+                prefix="thumbnails", sha256=sha, extension="webp", data=row.thumbnail
+            )
         d = row.data
         creative_rows[sha] = gen_services.CreativeRow(
             sku=d["sku"],
@@ -551,7 +558,6 @@ def _write(
             params=d.get("params") or {},
             external_id=d.get("id") or "",
         )
-    gen_services.store_contents(requests)  # names are content-addressed: known beforehand
 
     started = time.perf_counter()
     result.store_seconds = started - storing

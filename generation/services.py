@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,44 +30,6 @@ def store_content(*, prefix: str, sha256: str, extension: str, source_path=None,
     if saved != name:  # a concurrent writer stored the same content first: keep one copy
         default_storage.delete(saved)
     return name
-
-
-@dataclass(frozen=True)
-class StoreRequest:
-    prefix: str
-    sha256: str
-    extension: str
-    source_path: str | None = None
-    data: bytes | None = None
-
-
-STORE_THREADS = 8
-
-
-def store_contents(requests: Iterable[StoreRequest], *, threads: int = STORE_THREADS) -> list[str]:
-    """store_content for many files at once, in a thread pool; their names, in order.
-
-    Storing is a handful of file-system calls per file (exists, mkdir, open, write, chmod) that
-    release the GIL: threads overlap them (measured ~190 µs per file one by one). Names are
-    content-addressed, so two threads never write the same name twice. The first failure is
-    raised after the others finished; files stored so far are harmless (content-addressed, and no
-    row points at them yet).
-    """
-    requests = list(requests)
-    if len(requests) < 2 * threads:
-        return [_store(r) for r in requests]
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="store") as pool:
-        return list(pool.map(_store, requests, chunksize=64))
-
-
-def _store(r: StoreRequest) -> str:
-    return store_content(
-        prefix=r.prefix,
-        sha256=r.sha256,
-        extension=r.extension,
-        source_path=r.source_path,
-        data=r.data,
-    )
 
 
 def get_or_create_product(*, sku: str, image_path: str | Path, title="", category="") -> Product:

@@ -88,22 +88,3 @@ def test_assume_new_fast_path_uses_allocated_ids():
         )
     assert created == 2
     assert dict(Creative.objects.values_list("sha256", "id")) == ids
-
-
-def test_store_contents_in_threads_names_in_order_and_raises_a_failure(tmp_path):
-    from django.core.files.storage import default_storage
-
-    from generation import images
-
-    datas = [f"file {n}".encode() for n in range(40)]
-    requests = [
-        gen_services.StoreRequest("thumbnails", images.sha256_bytes(d), "webp", data=d)
-        for d in datas
-    ]
-    names = gen_services.store_contents(requests, threads=4)
-    assert names == [images.content_name("thumbnails", r.sha256, "webp") for r in requests]
-    assert [default_storage.open(n).read() for n in names] == datas
-    # Storing again is a no-op; a missing source file fails the whole call.
-    missing = gen_services.StoreRequest("creatives", "f" * 64, "png", str(tmp_path / "gone.png"))
-    with pytest.raises(FileNotFoundError):
-        gen_services.store_contents([*requests, missing], threads=4)
