@@ -22,8 +22,6 @@ from generation import pgcopy
 # SQLite allows 32766 bound parameters per statement; stay well below for `IN (...)` look-ups.
 LOOKUP_CHUNK = 5000
 SQLITE_BATCH = 5000
-# Separates keys in the one text parameter of a PostgreSQL look-up (see ids_by_key).
-KEY_SEPARATOR = pgcopy.KEY_SEPARATOR
 
 
 def insert_rows(
@@ -229,9 +227,7 @@ def _chunks(seq: list, size: int = LOOKUP_CHUNK) -> Iterable[list]:
 def ids_by_key(model, key: str, keys: Iterable, **equal) -> dict:
     """{key value: id} for rows whose `key` column is in `keys` (and columns in `equal` match).
 
-    Chunked `IN (...)` on SQLite. On PostgreSQL the keys travel as ONE text parameter split by
-    the server (`string_to_array`): psycopg adapts a 100k-element array parameter in Python at
-    ~3 µs per element, more than the join itself costs.
+    Chunked `IN (...)` on SQLite; one join on PostgreSQL (pgcopy.key_list).
     """
     keys = list(set(keys))  # unsorted: sorting 1M strings costs a second and buys nothing
     out: dict = {}
@@ -262,23 +258,11 @@ def ids_by_key(model, key: str, keys: Iterable, **equal) -> dict:
     for name, value in equal.items():
         where.append(f"t.{qn(model._meta.get_field(name).column)} = %s")
         params.append(getattr(value, "pk", value))
-    joined = integer or not any(KEY_SEPARATOR in k for k in keys)
-    if integer:
-        source = "unnest(string_to_array(%s, ',')::bigint[])"
-    elif joined:
-        source = f"unnest(string_to_array(%s, chr({ord(KEY_SEPARATOR)})))"
-    else:  # a key contains the separator: the (slower) array parameter
-        source = "unnest(%s::text[])"
+    source, value = pgcopy.key_list(keys, integer=integer)
     sql = (
         f"SELECT t.{col}, t.id FROM {qn(model._meta.db_table)} t "
         f"JOIN {source} AS k(v) ON t.{col} = k.v WHERE {' AND '.join(where)}"
     )
-    if integer:
-        value = ",".join(map(str, keys))
-    elif joined:
-        value = KEY_SEPARATOR.join(keys)
-    else:
-        value = keys
     # One statement: each one hash-joins against a full scan of the table.
     with (
         transaction.atomic(using=conn.alias),
