@@ -102,14 +102,19 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Server-side parameter binding, and statements run PG_PREPARE_THRESHOLD times on a
+    # Server-side parameter binding, and statements run RFSTUDIO_PG_PREPARE_THRESHOLD times on a
     # connection are prepared (parsed and planned once): the labeling hot path repeats the same
-    # few statements, and planning them cost PostgreSQL more than running them (1.5 ms of 4.9 ms
-    # SQL per next+submit). Bulk look-ups also send their megabyte key lists as parameters instead
-    # of quoting them into the SQL text. "off" for a transaction-mode pooler without prepared
-    # statement support (PgBouncer < 1.21): client-side binding, Django's default.
+    # few statements, and parsing/planning them was 1.5 of the 4.9 ms of SQL per next+submit.
+    # Bulk look-ups also send their megabyte key lists as parameters instead of quoting them into
+    # the SQL text. "off" for a transaction-mode pooler without prepared statement support
+    # (PgBouncer < 1.21): client-side binding, Django's default.
     _threshold = os.environ.get("RFSTUDIO_PG_PREPARE_THRESHOLD", "5").strip().lower()
     if _threshold != "off":
+        if not _threshold.isdigit():
+            raise ImproperlyConfigured(
+                f"RFSTUDIO_PG_PREPARE_THRESHOLD must be a number of executions or 'off', "
+                f"not {_threshold!r}"
+            )
         DATABASES["default"].setdefault("OPTIONS", {}).update(
             server_side_binding=True, prepare_threshold=int(_threshold)
         )

@@ -79,6 +79,18 @@ def test_postgres_binds_server_side_and_prepares_unless_switched_off(tmp_path, t
     assert result.stdout.strip().splitlines()[-1] == expected  # after the auto-import notice
 
 
+def test_a_bad_prepare_threshold_is_refused_with_its_name(tmp_path):
+    env = {
+        "DJANGO_DEBUG": "1",
+        "RFSTUDIO_VAR_DIR": str(tmp_path),
+        "DATABASE_URL": "postgres://nobody@127.0.0.1:1/none",
+        "RFSTUDIO_PG_PREPARE_THRESHOLD": "five",
+    }
+    result = _manage("check", env=env)
+    assert result.returncode != 0
+    assert "RFSTUDIO_PG_PREPARE_THRESHOLD" in result.stderr
+
+
 @pytest.mark.django_db
 def test_hot_path_statements_are_prepared_on_postgres(settings):
     """The labeling queries, repeated, run as server-side prepared statements."""
