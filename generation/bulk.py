@@ -109,7 +109,6 @@ def insert_rows(
             new_parents=parents,
         )
         return None
-    adapt = _row_adapter(fobjs, extra, conn)
     with conn.cursor() as cursor:
         on_conflict = OnConflict.IGNORE if ignore_conflicts else None
         sql = "{} {} ({}) VALUES ({}) {}".format(
@@ -121,8 +120,8 @@ def insert_rows(
         ).strip()
         # executemany of one prepared statement: in-process, no round trips.
         batch: list = []
-        for row in rows:
-            batch.append(adapt(row))
+        for row in pgcopy.prepare_rows(rows, extra, _converters(fobjs, conn)):
+            batch.append(row)
             if len(batch) >= SQLITE_BATCH:
                 cursor.executemany(sql, batch)
                 batch = []
@@ -165,21 +164,6 @@ def _converters(fobjs, conn) -> dict[int, Callable]:
 
             out[i] = to_db
     return out
-
-
-def _row_adapter(fobjs, extra: tuple, conn):
-    """A function row → adapted row (`extra` appended, see _converters)."""
-    convert = list(_converters(fobjs, conn).items())
-
-    def adapt(row):
-        row = [*row, *extra]
-        for i, fn in convert:
-            value = row[i]
-            if value is not None:
-                row[i] = fn(value)
-        return row
-
-    return adapt
 
 
 def allocate_ids(model, count: int) -> list[int]:

@@ -205,7 +205,7 @@ def copy_rows(
                 convert[i] = _jsonb_binary(convert.get(i, _json_text))
             elif layout.types[c][1] in ("json", "jsonb"):
                 convert.setdefault(i, _json_text)
-        rows = _prepared(rows, extra, convert, [(at, values.add) for _, at, values in checks])
+        rows = prepare_rows(rows, extra, convert, [(at, values.add) for _, at, values in checks])
         types = [_binary_type(*layout.types[c]) for c in columns]
         sql = f"COPY {qn(table)} ({', '.join(qn(c) for c in columns)}) FROM STDIN" + (
             " (FORMAT BINARY)" if binary else ""
@@ -224,8 +224,9 @@ def copy_rows(
     return fast
 
 
-def _prepared(rows: Iterable, extra: tuple, convert: dict, collect: list) -> Iterable:
-    """One pass per row: append `extra`, convert values, collect foreign keys."""
+def prepare_rows(rows: Iterable, extra: tuple, convert: dict, collect=()) -> Iterable:
+    """One pass per row: append `extra`, convert non-null values ({position: function}), feed
+    the values at `collect`'s positions to their `add` functions (foreign keys)."""
     convert = list(convert.items())
     for row in rows:
         row = [*row, *extra]

@@ -66,16 +66,21 @@ def test_a_dangling_key_raises_and_writes_nothing():
     assert Item.objects.count() == before
 
 
-def test_new_parents_are_trusted_without_a_lock():
-    """Keys named in new_parents are neither checked nor locked (the caller inserted them)."""
+def test_new_parents_are_trusted_without_a_check():
+    """Keys named in new_parents are neither checked nor locked: the caller inserted them in
+    this transaction. Shown with a key that does not exist (the transaction is rolled back)."""
     project = make_project()
     label = project.schema.classes.get(slug="available")
-    creative = make_creative()
-    with transaction.atomic():
-        _, per_set = _copy_items(
-            project, [creative], label, new_parents={"creative_id": {creative.pk}}
-        )
-    assert per_set and Item.objects.filter(creative=creative).exists()
+    ghost = Creative(pk=10**12, product=make_creative().product)  # never saved
+    with pytest.raises(_Rollback), transaction.atomic():
+        _, per_set = _copy_items(project, [ghost], label, new_parents={"creative_id": {ghost.pk}})
+        assert per_set and Item.objects.filter(creative_id=ghost.pk).exists()
+        raise _Rollback
+    assert not Item.objects.filter(creative_id=ghost.pk).exists()
+
+
+class _Rollback(Exception):
+    pass
 
 
 def test_an_unknown_insert_trigger_keeps_the_row_level_path():
