@@ -1,7 +1,12 @@
-"""Admin for every annotation model. Writes that change queue state go through services (the
-"re-open items" action); counters maintained by triggers/services are read-only here."""
+"""Admin for every annotation model. Queue data is read-only here: items, leases, labels, reviews
+and gold statistics are written by the services (annotation/services.py, rules in
+annotation/item_state.py) and database triggers, never by a form. Admin actions call those
+services: re-open or recompute items, switch a project's queue order. A project's `overlap` is
+set when it is created (the overlap cap of every claim and submit reads it)."""
 
 from django.contrib import admin, messages
+
+from jobs.roles import ML_ENGINEER, has_role
 
 from . import services
 from .models import (
@@ -63,14 +68,47 @@ class ProjectAdmin(admin.ModelAdmin):
     filter_horizontal = ["annotators"]
     raw_id_fields = ["created_by"]
     list_select_related = ["schema"]
-    actions = (
-        [admin_actions.create_dataset_version_action]
-        if admin_actions and hasattr(admin_actions, "create_dataset_version_action")
-        else []
+    actions = [
+        *(
+            [admin_actions.create_dataset_version_action]
+            if admin_actions and hasattr(admin_actions, "create_dataset_version_action")
+            else []
+        ),
+        "order_fifo",
+        "order_random",
+        "order_uncertainty",
+    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Queue data: the order is switched by the actions below (services.set_project_ordering
+        # re-draws or resets every item's priority); overlap is fixed once items exist.
+        return ["ordering", "overlap", "schema"] if obj is not None else []
+
+    def _set_ordering(self, request, queryset, ordering):
+        for project in queryset:
+            services.set_project_ordering(project=project, ordering=ordering, actor=request.user)
+        self.message_user(
+            request, f"{queryset.count()} project(s) now ordered by {ordering}.", messages.SUCCESS
+        )
+
+    @admin.action(description="Queue order: first in, first out", permissions=["change"])
+    def order_fifo(self, request, queryset):
+        self._set_ordering(request, queryset, Project.Ordering.FIFO)
+
+    @admin.action(description="Queue order: random (re-draws every item)", permissions=["change"])
+    def order_random(self, request, queryset):
+        self._set_ordering(request, queryset, Project.Ordering.RANDOM)
+
+    @admin.action(
+        description="Queue order: most uncertain first (RFNet scores)", permissions=["change"]
     )
+    def order_uncertainty(self, request, queryset):
+        self._set_ordering(request, queryset, Project.Ordering.UNCERTAINTY)
 
 
-@admin.action(description="Re-open items (discard their labels, back to the queue)")
+@admin.action(
+    description="Re-open items (discard their labels, back to the queue)", permissions=["queue"]
+)
 def reopen_items_action(modeladmin, request, queryset):
     n = services.reopen_items(
         item_ids=list(queryset.values_list("pk", flat=True)),
@@ -80,8 +118,31 @@ def reopen_items_action(modeladmin, request, queryset):
     modeladmin.message_user(request, f"Re-opened {n} finished item(s).", messages.SUCCESS)
 
 
+@admin.action(description="Recompute state from live annotations (repair)", permissions=["queue"])
+def recompute_items_action(modeladmin, request, queryset):
+    n = services.recompute_items(item_ids=list(queryset.values_list("pk", flat=True)))
+    modeladmin.message_user(request, f"Recomputed {n} item(s).", messages.SUCCESS)
+
+
+class QueueDataAdmin(admin.ModelAdmin):
+    """View-only rows of the queue; admin actions (which call services) still work."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # no data is ever lost
+
+    def has_queue_permission(self, request):
+        """Who may run the queue services' actions: ML engineers (and superusers)."""
+        return has_role(request.user, ML_ENGINEER)
+
+
 @admin.register(Item)
-class ItemAdmin(admin.ModelAdmin):
+class ItemAdmin(QueueDataAdmin):
     list_display = [
         "id",
         "project",
@@ -97,52 +158,32 @@ class ItemAdmin(admin.ModelAdmin):
     search_fields = ["=id", "external_id", "creative__product__sku", "creative__sha256"]
     list_select_related = ["project", "consensus_label"]
     raw_id_fields = ["creative"]
-    readonly_fields = [
-        "annotation_count",
-        "votes",
-        "lease_count",
-        "lease_expires_at",
-        "consensus_label",
-        "agreement",
-        "flagged_low_gold",
-        "created_at",
-        "updated_at",
-    ]
-    actions = [reopen_items_action]
+    actions = [reopen_items_action, recompute_items_action]
     show_full_result_count = False  # COUNT(*) over a million rows on every page
 
 
 @admin.register(Assignment)
-class AssignmentAdmin(admin.ModelAdmin):
+class AssignmentAdmin(QueueDataAdmin):
     list_display = ["id", "item_id", "project", "annotator", "status", "expires_at", "created_at"]
     list_filter = ["status", "project"]
     search_fields = ["=item__id", "annotator__username"]
     list_select_related = ["project", "annotator"]
     raw_id_fields = ["item", "annotator", "project"]
-    show_full_result_count = False
-
-    def has_change_permission(self, request, obj=None):
-        return False  # leases change only through the queue services
+    show_full_result_count = False  # leases change only through the queue services
 
 
 @admin.register(Annotation)
-class AnnotationAdmin(admin.ModelAdmin):
+class AnnotationAdmin(QueueDataAdmin):
     list_display = ["id", "item_id", "annotator", "label", "discarded_at", "created_at"]
     list_filter = ["label", "discard_reason", "item__project"]
     search_fields = ["=item__id", "annotator__username", "idempotency_key"]
     list_select_related = ["annotator", "label"]
     raw_id_fields = ["item", "annotator"]
-    show_full_result_count = False
-
-    def has_change_permission(self, request, obj=None):
-        return False  # labels are never edited: QA relabels, annotators undo
-
-    def has_delete_permission(self, request, obj=None):
-        return False  # no data is ever lost
+    show_full_result_count = False  # labels are never edited: QA relabels, annotators undo
 
 
 @admin.register(Review)
-class ReviewAdmin(admin.ModelAdmin):
+class ReviewAdmin(QueueDataAdmin):  # reviews are made in the QA pages (services.review_item)
     list_display = ["id", "item_id", "reviewer", "action", "label", "created_at"]
     list_filter = ["action", "item__project"]
     search_fields = ["=item__id", "reviewer__username", "reason"]
@@ -151,7 +192,7 @@ class ReviewAdmin(admin.ModelAdmin):
 
 
 @admin.register(AnnotatorGoldStats)
-class AnnotatorGoldStatsAdmin(admin.ModelAdmin):
+class AnnotatorGoldStatsAdmin(QueueDataAdmin):  # kept by the submit/undo services
     list_display = ["annotator", "project", "answered", "correct", "is_low"]
     list_filter = ["is_low", "project"]
     search_fields = ["annotator__username"]

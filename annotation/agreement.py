@@ -5,31 +5,12 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 import numpy as np
 
-# --- the consensus rule (shared by import counters and dataset versions) ---
-
-
-def consensus_of(
-    counts: Mapping[int | str, int], adjudicated=None
-) -> tuple[int | str | None, float | None, int]:
-    """(label, agreement, votes) of one item from its vote counts.
-
-    Majority wins; a tie for first place gives no label; an adjudicated label always wins.
-    Agreement is the share of votes for the returned label (None without votes).
-    """
-    votes = sum(counts.values())
-    if adjudicated is not None:
-        return adjudicated, (counts.get(adjudicated, 0) / votes if votes else None), votes
-    if not votes:
-        return None, None, 0
-    ranked = sorted(counts.items(), key=lambda kv: -kv[1])
-    if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
-        return None, ranked[0][1] / votes, votes
-    return ranked[0][0], ranked[0][1] / votes, votes
-
+# The consensus rule lives with the rest of an item's state (re-exported for callers here).
+from annotation.item_state import consensus_of  # noqa: F401
 
 # --- coefficients ---------------------------------------------------------------------------------
 

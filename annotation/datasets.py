@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count
 
-from annotation import agreement
+from annotation import agreement, item_state
 from annotation.models import Annotation, AuditEvent, DatasetItem, DatasetVersion, Item, Project
 from generation.bulk import insert_rows
 
@@ -117,7 +117,7 @@ def create_dataset_version(
     kept: list[tuple[int, int, str, int, int, float]] = []
     for item_id, creative_id, sku, is_gold, adjudicated in items.iterator(chunk_size=20000):
         counts = votes.get(item_id, {})
-        label, agree, n = agreement.consensus_of(counts, adjudicated)
+        label, agree, n = item_state.consensus_of(counts, adjudicated)
         if label is None:
             if n == 0:
                 excluded["gold_unlabeled" if is_gold else "no_votes"] += 1

@@ -33,6 +33,7 @@ from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.utils import timezone
 
+from annotation import item_state
 from annotation.models import RF1M_CLASSES, Annotation, AuditEvent, Item, LabelClass, Project
 from generation import bulk, images
 from generation import services as gen_services
@@ -453,34 +454,61 @@ def _ensure_project(slug: str, overlap: int, created_by) -> Project:
     return project
 
 
+def _item_states(project: Project) -> Callable[[str | None], dict]:
+    """label slug (or None) -> the new item's derived fields, from item_state.new_item (the rules
+    the services use). A state that drew no random number (fifo/uncertainty order, no QA draw) is
+    the same for every row with that label and is computed once: 1M rows, a handful of calls."""
+    cache: dict[str | None, dict] = {}
+
+    def state(slug: str | None) -> dict:
+        hit = cache.get(slug)
+        if hit is not None:
+            return hit
+        drew = False
+
+        def rng() -> float:
+            nonlocal drew
+            drew = True
+            return random.random()
+
+        fields = item_state.new_item(
+            ordering=project.ordering,
+            overlap=project.overlap,
+            qa_sample_rate=project.qa_sample_rate,
+            label=slug,
+            rng=rng,
+        )
+        if not drew:
+            cache[slug] = fields
+        return fields
+
+    return state
+
+
 def _item_values(new_items: dict[int, Row], ids: dict[int, int], project, labels, source):
-    """ITEM_FIELDS tuples of new items, counters and consensus set for the row's label."""
-    randomize = project.ordering == Project.Ordering.RANDOM
+    """ITEM_FIELDS tuples of new items, counters/consensus/QA selection set for the row's label."""
     now = timezone.now()
-    done, open_ = str(Item.Status.DONE), str(Item.Status.OPEN)
-    status = done if project.overlap <= 1 else open_
-    votes_of = {slug: {slug: 1} for slug in labels}  # shared: rows are only read
-    empty: dict = {}
+    state_of = _item_states(project)
     for cid, row in new_items.items():
         slug = row.data.get("label") if source is not None else None
         label_id = labels.get(slug) if slug else None
-        counted = label_id is not None
+        s = state_of(slug if label_id is not None else None)
         yield (
             ids[cid],
             project.id,
             cid,
-            status if counted else open_,
-            1 if counted else 0,
-            random.random() if randomize else 0.0,
+            s["status"],
+            s["annotation_count"],
+            s["priority"],
             False,
-            "",
-            "",
+            s["review_status"],
+            s["review_reason"],
             label_id,
-            1.0 if counted else None,
+            s["agreement"],
             row.data.get("id") or "",
             now,
             now,
-            votes_of[slug] if counted else empty,
+            s["votes"],
         )
 
 

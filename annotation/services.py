@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from jobs.prepared import PreparedQuery
 
+from . import item_state
 from .exceptions import (
     AnnotationError,
     IdempotencyKeyReused,
@@ -54,8 +55,7 @@ from .schema_cache import schema_choices
 RF1M_SCHEMA_SLUG = "rf1m"
 LOW_GOLD_ACCURACY = 0.7
 LOW_GOLD_MIN_ANSWERS = 5
-# Items of an `uncertainty` project that RFNet has not scored yet come after the scored ones.
-UNSCORED_PRIORITY = 1.0
+UNSCORED_PRIORITY = item_state.UNSCORED_PRIORITY  # rules of an item's state: item_state.py
 PROJECT_SETTINGS = {
     "lease_seconds",
     "instructions",
@@ -142,14 +142,6 @@ def create_project(
     return project
 
 
-def _initial_priority(project: Project) -> float:
-    if project.ordering == Project.Ordering.RANDOM:
-        return random.random()
-    if project.ordering == Project.Ordering.UNCERTAINTY:
-        return UNSCORED_PRIORITY
-    return 0.0
-
-
 def add_creatives_to_project(*, project, creatives, gold_labels=None, actor=None) -> int:
     """Queue creatives (instances or ids); already queued ones are skipped. `gold_labels` maps
     creative id -> label slug for gold items. Returns the number of new items."""
@@ -175,7 +167,7 @@ def add_creatives_to_project(*, project, creatives, gold_labels=None, actor=None
                 Item(
                     project=project,
                     creative_id=cid,
-                    priority=_initial_priority(project),
+                    priority=item_state.initial_priority(project.ordering),
                     is_gold=cid in gold_labels,
                     gold_label_id=(
                         choices.by_slug[gold_labels[cid]].id if cid in gold_labels else None
@@ -221,24 +213,14 @@ def set_project_ordering(*, project, ordering: str, actor=None) -> Project:
     with transaction.atomic():
         Project.objects.filter(pk=project.pk).update(ordering=ordering)
         project.ordering = ordering
-        if ordering == Project.Ordering.RANDOM:
-            rand = (
-                "random()"
-                if connection.vendor == "postgresql"
-                else "(abs(random()) % 1000000007) / 1000000007.0"
+        # Uncertainty: until an item is scored it waits behind the scored ones, FIFO among its
+        # peers, rather than keep a priority that meant something else (a random draw).
+        expr = item_state.reset_priority_sql(ordering, connection.vendor)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {Item._meta.db_table} SET priority = {expr} WHERE project_id = %s",
+                [project.pk],
             )
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f"UPDATE {Item._meta.db_table} SET priority = {rand} WHERE project_id = %s",
-                    [project.pk],
-                )
-        elif ordering == Project.Ordering.FIFO:
-            Item.objects.filter(project=project).update(priority=0.0)
-        else:
-            # Uncertainty scores arrive as 1 - uncertainty (<= 1): until an item is scored it
-            # waits behind the scored ones, FIFO among its peers, rather than keep a priority
-            # that meant something else (a random draw).
-            Item.objects.filter(project=project).update(priority=1.0)
         audit(action="set_ordering", project=project, actor=actor, data={"ordering": ordering})
     return project
 
@@ -494,46 +476,23 @@ def _free_slots(*, item, project, annotator, now) -> int:
     return project.overlap - item.annotation_count - others
 
 
-def consensus_from_votes(votes: dict, adjudicated: str | None = None):
-    """(label slug or None, agreement). Majority; an adjudicated label wins; a tie gives None.
-    Agreement: share of the votes that went to the consensus (or to the top label on a tie)."""
-    total = sum(votes.values())
-    if adjudicated:
-        return adjudicated, (votes.get(adjudicated, 0) / total if total else None)
-    if not total:
-        return None, None
-    ranked = Counter(votes).most_common()
-    top, top_n = ranked[0]
-    if len(ranked) > 1 and ranked[1][1] == top_n:
-        return None, top_n / total
-    return top, top_n / total
-
-
-def _item_state(*, item, project, votes: dict, finishing_reason_rng=random.random) -> dict:
-    """Derived fields for an item with these current votes."""
+def _item_state(*, item, project, votes: dict) -> dict:
+    """Derived fields for an item with these current votes (rules: item_state.py)."""
     choices = schema_choices(project.schema_id)
     adjudicated = choices.by_id.get(item.adjudicated_label_id)
-    label, agreement = consensus_from_votes(votes, adjudicated.slug if adjudicated else None)
-    count = sum(votes.values())
+    label, agreement, count = item_state.consensus_of(
+        votes, adjudicated.slug if adjudicated else None
+    )
     state = {
         "votes": votes,
         "annotation_count": count,
         "consensus_label_id": choices.by_slug[label].id if label in choices.by_slug else None,
         "agreement": agreement,
     }
-    if not item.is_gold:
-        state["status"] = Item.Status.DONE if count >= project.overlap else Item.Status.OPEN
+    status = item_state.status_for(votes=count, overlap=project.overlap, is_gold=item.is_gold)
+    if status is not None:
+        state["status"] = status
     return state
-
-
-def _review_reason(*, item, project, votes, low_gold: bool) -> str:
-    if low_gold:
-        return "low_gold"
-    if len([v for v in votes.values() if v]) > 1:
-        return "disagreement"
-    if random.random() < project.qa_sample_rate:
-        return "sample"
-    return ""
 
 
 def _check_key(idempotency_key) -> str:
@@ -670,9 +629,9 @@ def _submit_locked(*, item_id, annotator, label, key, duration_ms, note, now):
         flagged = item.flagged_low_gold or assignment.low_gold
         fields["flagged_low_gold"] = flagged
         if fields["status"] == Item.Status.DONE:
-            reason = _review_reason(item=item, project=project, votes=votes, low_gold=flagged)
-            fields["review_status"] = Item.Review.PENDING if reason else Item.Review.NONE
-            fields["review_reason"] = reason
+            fields["review_status"], fields["review_reason"] = item_state.finished_review(
+                counts=votes, low_gold=flagged, qa_sample_rate=project.qa_sample_rate
+            )
     Item.objects.filter(pk=item.pk).update(**fields)  # query 3
     for name, value in fields.items():
         setattr(item, name, value)
@@ -689,12 +648,24 @@ def _votes_from_db(item_id, exclude_id=None) -> dict:
 
 def recompute_items(*, item_ids: Iterable[int]) -> int:
     """Rebuild counters, votes, consensus and status of items from their annotations (imports,
-    admin repairs). Review state is left alone."""
+    admin repairs). An item that finishes here is selected for QA like a submit would (rules:
+    item_state.finished_review); other review state is left alone."""
     n = 0
     for item_id in item_ids:
         with transaction.atomic(savepoint=False):
             item = Item.objects.select_for_update().select_related("project").get(pk=item_id)
-            fields = _item_state(item=item, project=item.project, votes=_votes_from_db(item.pk))
+            votes = _votes_from_db(item.pk)
+            fields = _item_state(item=item, project=item.project, votes=votes)
+            if (
+                fields.get("status") == Item.Status.DONE
+                and item.status != Item.Status.DONE
+                and item.review_status == Item.Review.NONE
+            ):
+                fields["review_status"], fields["review_reason"] = item_state.finished_review(
+                    counts=votes,
+                    low_gold=item.flagged_low_gold,
+                    qa_sample_rate=item.project.qa_sample_rate,
+                )
             Item.objects.filter(pk=item.pk).update(updated_at=timezone.now(), **fields)
             n += 1
     return n
@@ -727,7 +698,7 @@ def _flag_low_gold_items(*, project, annotator) -> None:
     )
     base = Item.objects.filter(project=project, is_gold=False).filter(Exists(mine))
     # Items already waiting for QA (sampled, disagreement) get the stronger reason too, as
-    # _review_reason ranks it first: the reviewer must know this annotator is unreliable.
+    # item_state.review_reason ranks it first: the reviewer must know this annotator is unreliable.
     base.filter(
         status=Item.Status.DONE, review_status__in=[Item.Review.NONE, Item.Review.PENDING]
     ).update(review_status=Item.Review.PENDING, review_reason="low_gold")

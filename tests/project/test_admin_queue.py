@@ -1,0 +1,84 @@
+"""Admin is read-only for queue data: no add/change/delete of items, leases, labels, reviews or gold
+statistics, project ordering/overlap read-only once created; changes go through admin actions
+that call the services (which keep the overlap cap, counters and audit log)."""
+
+import pytest
+
+from annotation import services
+from annotation.models import AuditEvent, Item, Project
+from tests.factories import make_project, make_user
+
+pytestmark = pytest.mark.django_db
+
+QUEUE_MODELS = ["item", "assignment", "annotation", "review", "annotatorgoldstats"]
+
+
+@pytest.fixture
+def ml_client(client):
+    client.force_login(make_user("ml_engineer", is_staff=True))
+    return client
+
+
+@pytest.mark.parametrize("model", QUEUE_MODELS)
+def test_queue_rows_cannot_be_added_changed_or_deleted(client, model):
+    project = make_project(n_items=2, overlap=1)
+    item = Item.objects.filter(project=project).first()
+    annotator = make_user()
+    services.claim_next_item(project=project, annotator=annotator)
+    services.submit_annotation(
+        item_id=item.pk, annotator=annotator, label="available", idempotency_key="k1"
+    )
+    client.force_login(make_user("superuser"))
+    assert client.get(f"/admin/annotation/{model}/add/").status_code == 403
+    obj = {
+        "item": item,
+        "assignment": item.assignments.first(),
+        "annotation": item.annotations.first(),
+    }.get(model)
+    if obj is not None:
+        url = f"/admin/annotation/{model}/{obj.pk}/change/"
+        page = client.get(url)
+        assert page.status_code == 200 and b'name="_save"' not in page.content
+        assert client.post(url, {"status": "open", "priority": "-5"}).status_code == 403
+        assert client.get(f"/admin/annotation/{model}/{obj.pk}/delete/").status_code == 403
+
+
+def test_project_queue_fields_read_only_and_ordering_action_uses_the_service(ml_client):
+    project = make_project(n_items=5, overlap=2)
+    page = ml_client.get(f"/admin/annotation/project/{project.pk}/change/").content.decode()
+    assert 'name="ordering"' not in page and 'name="overlap"' not in page
+    response = ml_client.post(
+        "/admin/annotation/project/",
+        {"action": "order_uncertainty", "index": 0, "_selected_action": [project.pk]},
+    )
+    assert response.status_code == 302
+    project.refresh_from_db()
+    assert project.ordering == Project.Ordering.UNCERTAINTY
+    assert set(Item.objects.filter(project=project).values_list("priority", flat=True)) == {1.0}
+    assert AuditEvent.objects.filter(project=project, action="set_ordering").exists()
+
+
+def test_reopen_action_goes_through_the_service(ml_client):
+    project = make_project(n_items=1, overlap=1)
+    item = Item.objects.get(project=project)
+    annotator = make_user()
+    services.claim_next_item(project=project, annotator=annotator)
+    services.submit_annotation(
+        item_id=item.pk, annotator=annotator, label="available", idempotency_key="k"
+    )
+    response = ml_client.post(
+        "/admin/annotation/item/",
+        {"action": "reopen_items_action", "index": 0, "_selected_action": [item.pk]},
+    )
+    assert response.status_code == 302
+    item.refresh_from_db()
+    assert item.status == "open" and item.annotation_count == 0
+    assert item.annotations.get().discarded_at is not None  # discarded, never deleted
+    assert AuditEvent.objects.filter(item_id_ref=item.pk, action="reopen").exists()
+
+
+def test_queue_actions_need_the_ml_engineer_role(client):
+    make_project(n_items=1)
+    client.force_login(make_user("qa", is_staff=True))
+    page = client.get("/admin/annotation/item/").content.decode()
+    assert "reopen_items_action" not in page
