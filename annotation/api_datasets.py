@@ -1,18 +1,21 @@
 """API for import, dataset versions and exports (thin: the work is in importing/datasets/exporting).
 
 POST /api/projects/{slug}/import/       ml_engineer: multipart manifest (+ images) or server paths
+                                         -> 202 + job (a worker imports; annotation/jobs.py)
 GET  /api/datasets/                      qa, ml_engineer
 GET  /api/datasets/{name}/               qa, ml_engineer
-POST /api/projects/{slug}/datasets/      ml_engineer
+POST /api/projects/{slug}/datasets/      ml_engineer -> 202 + job (a worker freezes the version)
 GET  /api/datasets/{name}/export/?format=jsonl|parquet   ml_engineer (streamed)
+
+No heavy work in requests: imports and freezing take minutes at 100k+ rows, so the request only
+validates its options (and stages uploads in storage), then enqueues a job; poll
+`/api/jobs/{id}/` for the result.
 """
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
@@ -24,9 +27,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation import datasets, exporting, importing
+from annotation import jobs as annotation_jobs
 from annotation.api_schema import DetailSerializer, UploadField
 from annotation.models import DatasetVersion, Project
+from jobs.kinds import get_kind
+from jobs.params import clean_params
 from jobs.roles import ML_ENGINEER, QA, has_role
+from jobs.services import enqueue_job
 
 
 class _RolePermission(permissions.BasePermission):
@@ -101,98 +108,93 @@ def _bool(value) -> bool:
     return str(value).strip().lower() in {"1", "true", "yes", "on"}
 
 
+class JobAcceptedSerializer(serializers.Serializer):
+    job = serializers.IntegerField(help_text="Job id; poll the url for status and result.")
+    kind = serializers.CharField()
+    status = serializers.CharField()
+    url = serializers.CharField(help_text="/api/jobs/{id}/ (its `result` when it succeeds).")
+
+
+STAGED_SHAPE = f"{annotation_jobs.STAGE_PREFIX}/{'0' * 32}"  # a well-formed placeholder
+
+
+def _accepted(job) -> Response:
+    url = f"/api/jobs/{job.pk}/"
+    body = {"job": job.pk, "kind": job.kind, "status": job.status, "url": url}
+    return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
+
+
+def _problem(exc: ValidationError) -> Response:
+    if hasattr(exc, "error_dict"):
+        fields = {k: [str(m) for m in v] for k, v in exc.message_dict.items()}
+        detail = "; ".join(
+            f"{k}: {' '.join(v)}" if k != "__all__" else " ".join(v) for k, v in fields.items()
+        )
+        return Response({"detail": detail, "errors": fields}, status=400)
+    return Response({"detail": "; ".join(exc.messages)}, status=400)
+
+
 class ImportView(APIView):
     permission_classes = [permissions.IsAuthenticated, IsMLEngineer]
 
     @extend_schema(
         operation_id="project_import",
-        summary="Import a manifest (multipart upload, or server paths as JSON/form).",
+        summary="Import a manifest (multipart upload, or server paths as JSON/form) as a job.",
         request={
             "multipart/form-data": ImportUploadSerializer,
             "application/json": ImportPathsSerializer,
             "application/x-www-form-urlencoded": ImportPathsSerializer,
         },
         responses={
-            201: OpenApiResponse(ImportResultSerializer, description="Items were created."),
-            200: OpenApiResponse(ImportResultSerializer, description="Nothing new (a re-import)."),
-            400: OpenApiResponse(ImportErrorSerializer, description="Bad manifest or options."),
+            202: OpenApiResponse(
+                JobAcceptedSerializer,
+                description="Queued: a worker validates and imports; the job's result is an "
+                "ImportResult, a bad manifest fails the job naming the lines.",
+            ),
+            400: OpenApiResponse(ImportErrorSerializer, description="Bad options."),
             403: DetailSerializer,
         },
     )
     def post(self, request, slug):
         data = request.data
-        label_source = str(data.get("label_source") or importing.DEFAULT_LABEL_SOURCE)
-        try:
-            overlap = int(data.get("overlap") or 1)
-        except (TypeError, ValueError):
-            return Response({"detail": "overlap must be an integer"}, status=400)
-        if overlap < 1:
-            return Response({"detail": "overlap must be at least 1"}, status=400)
-        common = dict(
-            project_slug=slug,
-            label_source=label_source,
-            overlap=overlap,
-            skip_bad=_bool(data.get("skip_bad", False)),
-            created_by=request.user,
-        )
-        try:
-            if "manifest" in request.FILES:
-                result = self._import_upload(request, common)
-            elif data.get("manifest_path"):
-                result = self._import_paths(data, common)
-            else:
-                return Response(
-                    {"detail": "send a 'manifest' file (multipart) or a 'manifest_path'"},
-                    status=400,
-                )
-        except importing.ManifestError as exc:
+        params = {
+            "project": slug,
+            "label_source": str(data.get("label_source") or importing.DEFAULT_LABEL_SOURCE),
+            "overlap": data.get("overlap") or 1,
+            "skip_bad": _bool(data.get("skip_bad", False)),
+        }
+        staged = None
+        if "manifest" in request.FILES:
+            manifest = request.FILES["manifest"]
+            uploads = [
+                (upload.name, upload)
+                for key, files in request.FILES.lists()
+                if key != "manifest"
+                for upload in files
+            ]
+            params["source_name"] = Path(manifest.name).name[:255]
+            # The options are checked before anything is stored.
+            try:
+                clean_params(get_kind(annotation_jobs.IMPORT), {**params, "staged": STAGED_SHAPE})
+            except ValidationError as exc:
+                return _problem(exc)
+            staged = annotation_jobs.stage_upload(manifest=manifest, files=uploads)
+            params["staged"] = staged
+        elif data.get("manifest_path"):
+            params["manifest_path"] = str(data["manifest_path"])
+            if data.get("images_root"):
+                params["images_root"] = str(data["images_root"])
+        else:
             return Response(
-                {
-                    "detail": str(exc),
-                    "errors": [{"line": ln, "error": msg} for ln, msg in exc.errors],
-                },
-                status=400,
+                {"detail": "send a 'manifest' file (multipart) or a 'manifest_path'"}, status=400
             )
-        except ValueError as exc:
-            return Response({"detail": str(exc)}, status=400)
-        code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
-        return Response(result.as_dict(), status=code)
-
-    def _import_upload(self, request, common):
-        manifest = request.FILES["manifest"]
-        with tempfile.TemporaryDirectory(prefix="rfs-import-") as tmp:
-            files: dict[str, Path] = {}
-            for key, uploads in request.FILES.lists():
-                if key == "manifest":
-                    continue
-                for upload in uploads:
-                    name = Path(upload.name).name
-                    target = Path(tmp) / f"{len(files)}-{name}"
-                    with target.open("wb") as fh:
-                        for chunk in upload.chunks():
-                            fh.write(chunk)
-                    files[name] = target
-            return importing.import_manifest(
-                lines=manifest.open("rb"),
-                resolve=importing.upload_resolver(files),
-                source_name=Path(manifest.name).name,
-                **common,
-            )
-
-    def _import_paths(self, data, common):
-        roots = list(getattr(settings, "RFSTUDIO_IMPORT_ROOTS", []))
-        if not roots:
-            raise ValueError("path imports are disabled (set RFSTUDIO_IMPORT_ROOTS)")
-        check = importing.path_resolver("/", roots)
-        manifest = Path(check(str(data["manifest_path"])))
-        images_root = check(str(data["images_root"])) if data.get("images_root") else None
-        if not manifest.is_file():
-            raise ValueError(f"manifest {data['manifest_path']!r} not found")
-        resolve = importing.path_resolver(images_root or manifest.parent, roots)
-        with manifest.open("rb") as fh:
-            return importing.import_manifest(
-                lines=fh, resolve=resolve, source_name=manifest.name, **common
-            )
+        try:
+            job = enqueue_job(kind=annotation_jobs.IMPORT, params=params, requested_by=request.user)
+        except ValidationError as exc:
+            if staged:
+                annotation_jobs.delete_staged(staged)
+            return _problem(exc)
+        return _accepted(job)
 
 
 class DatasetVersionSerializer(serializers.ModelSerializer):
@@ -264,7 +266,10 @@ class DatasetCreateView(APIView):
         summary="Freeze a dataset version of the project's consensus labels.",
         request=DatasetCreateSerializer,
         responses={
-            201: DatasetVersionSerializer,
+            202: OpenApiResponse(
+                JobAcceptedSerializer,
+                description="Queued: a worker freezes the version; the job's result names it.",
+            ),
             400: OpenApiResponse(
                 OpenApiTypes.OBJECT,
                 description='{"detail": message}, or {field: [messages]} for invalid fields.',
@@ -277,13 +282,14 @@ class DatasetCreateView(APIView):
         project = get_object_or_404(Project, slug=slug)
         form = DatasetCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
+        params = {**form.validated_data, "project": project.slug}
         try:
-            version = datasets.create_dataset_version(
-                project=project, created_by=request.user, **form.validated_data
+            job = enqueue_job(
+                kind=annotation_jobs.DATASET, params=params, requested_by=request.user
             )
         except ValidationError as exc:
-            return Response({"detail": "; ".join(exc.messages)}, status=400)
-        return Response(DatasetVersionSerializer(version).data, status=201)
+            return _problem(exc)
+        return _accepted(job)
 
 
 class _NoFormatNegotiation(DefaultContentNegotiation):

@@ -1,6 +1,11 @@
+from pathlib import Path
+
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from annotation import jobs as annotation_jobs
 from annotation.importing import DEFAULT_LABEL_SOURCE, ManifestError, import_manifest_file
+from jobs.management.base import _format
 
 
 class Command(BaseCommand):
@@ -27,6 +32,14 @@ class Command(BaseCommand):
             "--skip-bad", action="store_true", help="import the good rows, report the bad ones"
         )
         parser.add_argument("--workers", type=int, default=None, help="image worker processes")
+        parser.add_argument(
+            "--foreground",
+            action="store_true",
+            default=True,
+            help="run here with this terminal's output (the default)",
+        )
+        parser.add_argument("--enqueue", action="store_true", help="run as a job on a worker")
+        parser.add_argument("--user", default=None, help="username recorded as requested_by")
 
     def handle(
         self,
@@ -42,6 +55,17 @@ class Command(BaseCommand):
     ):
         if overlap < 1:
             raise CommandError("--overlap must be at least 1")
+        if options.get("enqueue"):
+            params = {
+                "project": project,
+                "manifest_path": str(Path(manifest).resolve()),
+                "images_root": str(Path(images_root).resolve()) if images_root else "",
+                "label_source": label_source,
+                "overlap": overlap,
+                "skip_bad": skip_bad,
+            }
+            self.stdout.write(enqueue(annotation_jobs.IMPORT, params, options.get("user")))
+            return
         try:
             result = import_manifest_file(
                 manifest,
@@ -62,3 +86,21 @@ class Command(BaseCommand):
         if options.get("verbosity", 1) >= 2:
             phases = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings().items())
             self.stdout.write(f"timings: {phases} (commit includes deferred foreign-key checks)")
+
+
+def enqueue(kind: str, params: dict, username: str | None) -> str:
+    """Enqueue `kind` (validated by its form); the line to print."""
+    from django.contrib.auth import get_user_model
+
+    from jobs.services import enqueue_job
+
+    user = None
+    if username:
+        user = get_user_model().objects.filter(username=username).first()
+        if user is None:
+            raise CommandError(f"No user {username!r}.")
+    try:
+        job = enqueue_job(kind=kind, params=params, requested_by=user)
+    except ValidationError as exc:
+        raise CommandError(f"Invalid parameters for {kind}: {_format(exc)}")
+    return f"Job #{job.pk} ({job.kind}) queued on '{job.queue}': /jobs/{job.pk}/"
