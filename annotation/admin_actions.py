@@ -1,6 +1,7 @@
 """Admin actions for dataset versions (the core helper's admin attaches them):
 
-- `create_dataset_version_action` on the Project admin: one version per selected project, named
+- `create_dataset_version_action` on the Project admin: one `create_dataset_version` job per
+  selected project (a worker freezes it: no heavy work in requests), named
   `<slug>-<UTC timestamp>`, default parameters (CLI/API for custom ones).
 - `export_dataset_jsonl_action` / `export_dataset_parquet_action` on the DatasetVersion admin:
   a streamed download of the one selected version.
@@ -13,9 +14,12 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.http import StreamingHttpResponse
 from django.utils import timezone
+from django.utils.html import format_html
 
-from annotation import datasets, exporting
+from annotation import exporting
+from annotation import jobs as annotation_jobs
 from jobs.roles import ML_ENGINEER, has_role
+from jobs.services import enqueue_job
 
 
 @admin.action(description="Create a dataset version (defaults: 0.8/0.1/0.1, seed 0)")
@@ -25,15 +29,20 @@ def create_dataset_version_action(modeladmin, request, queryset):
         return None
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
     for project in queryset:
+        name = f"{project.slug}-{stamp}"
         try:
-            version = datasets.create_dataset_version(
-                project=project, name=f"{project.slug}-{stamp}", created_by=request.user
+            job = enqueue_job(
+                kind=annotation_jobs.DATASET,
+                params={"project": project.slug, "name": name},
+                requested_by=request.user,
             )
         except ValidationError as exc:
             modeladmin.message_user(request, "; ".join(exc.messages), messages.ERROR)
             continue
         modeladmin.message_user(
-            request, f"Created {version.name} with {version.item_count} items.", messages.SUCCESS
+            request,
+            format_html('Freezing {} in <a href="/jobs/{}/">job #{}</a>.', name, job.pk, job.pk),
+            messages.SUCCESS,
         )
     return None
 

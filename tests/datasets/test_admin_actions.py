@@ -1,6 +1,8 @@
 import pytest
 
 from annotation.models import DatasetVersion
+from jobs import runner
+from jobs.models import Job
 from tests.factories import make_user
 
 from .conftest import make_voted_project
@@ -18,6 +20,9 @@ def test_admin_create_and_export_actions(client):
         {"action": "create_dataset_version_action", "_selected_action": [project.pk]},
     )
     assert response.status_code == 302
+    assert not DatasetVersion.objects.exists()  # a job freezes it, not the request
+    job = Job.objects.get(kind="create_dataset_version")
+    runner.execute(job_id=job.pk, attempt=1, worker_id="test", dispatch_retries=False)
     version = DatasetVersion.objects.get()
     assert version.name.startswith("adm-") and version.item_count == 4
 
