@@ -18,7 +18,7 @@ $(BIN)/python:
 
 # Reinstall only when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e ".[cpu,ml,dev,rq]"
+	$(BIN)/pip install -q -e ".[cpu,ml,dev,rq,s3]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -44,6 +44,7 @@ demo: seed
 lint: install
 	$(BIN)/ruff check --no-cache .
 	$(BIN)/ruff format --no-cache --check .
+	$(BIN)/lint-imports --no-cache
 
 format: install
 	$(BIN)/ruff check --fix .
