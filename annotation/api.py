@@ -106,7 +106,7 @@ class ReviewQueueItemSerializer(serializers.Serializer):
     agreement = serializers.FloatField(allow_null=True)
 
     def get_image_url(self, item) -> str:
-        return item.creative.image.url if item.creative.image else ""
+        return selectors.image_url("creatives", item.creative_id) if item.creative.image else ""
 
 
 class ReviewInputSerializer(serializers.Serializer):
@@ -157,7 +157,7 @@ class ItemDetailSerializer(serializers.Serializer):
     reviews = ReviewResultSerializer(many=True)
 
     def get_image_url(self, item) -> str:
-        return item.creative.image.url if item.creative.image else ""
+        return selectors.image_url("creatives", item.creative_id) if item.creative.image else ""
 
 
 def _errors(*codes):

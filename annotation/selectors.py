@@ -9,12 +9,20 @@ from jobs.prepared import PreparedQuery
 from .models import Annotation, Assignment, Item, Project
 from .schema_cache import schema_choices
 
+_IMAGE_PREFIXES: dict[str, str] = {}
 
-def _url(field) -> str:
-    try:
-        return field.url if field else ""
-    except ValueError:
-        return ""
+
+def image_url(kind: str, pk: int, *, thumb: bool = False) -> str:
+    """URL of a creative's or product's image (`kind` "creatives" or "products"): streamed through
+    /images/... behind the login, whatever the storage (the storage's own URLs are /media/...,
+    which nothing serves, or a private bucket). Reversed once, then formatted (hot path)."""
+    prefix = _IMAGE_PREFIXES.get(kind)
+    if prefix is None:
+        from django.urls import reverse
+
+        name = "annotation-creative-image" if kind == "creatives" else "annotation-product-image"
+        prefix = _IMAGE_PREFIXES[kind] = reverse(name, args=[0])[: -len("0/")]
+    return f"{prefix}{pk}/?thumb=1" if thumb else f"{prefix}{pk}/"
 
 
 def _project_with_membership(slug, user_id):
@@ -60,9 +68,9 @@ def next_item_payload(*, assignment: Assignment) -> dict:
     return {
         "item_id": item.pk,
         "project": project.slug,
-        "image_url": _url(creative.image),
-        "thumbnail_url": _url(creative.thumbnail) or _url(creative.image),
-        "product_image_url": _url(product.image),
+        "image_url": image_url("creatives", creative.pk) if creative.image else "",
+        "thumbnail_url": image_url("creatives", creative.pk, thumb=bool(creative.thumbnail)),
+        "product_image_url": image_url("products", product.pk) if product.image else "",
         "prompt": creative.prompt,
         "sku": product.sku,
         "title": product.title,

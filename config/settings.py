@@ -168,6 +168,36 @@ STORAGES = {
         )
     },
 }
+# DJANGO_STORAGE=s3: media (creatives, products, thumbnails, staged imports, job artifacts) on
+# S3-compatible object storage through django-storages, so web and GPU workers on other hosts read
+# the same files. Browsers never get bucket URLs: images are streamed through /images/... behind
+# the login (annotation/views.py), workers read through the storage API (generation/storage.py).
+DJANGO_STORAGE = os.environ.get("DJANGO_STORAGE", "filesystem").strip().lower()
+if DJANGO_STORAGE == "s3":
+    if not os.environ.get("AWS_STORAGE_BUCKET_NAME"):
+        raise ImproperlyConfigured("DJANGO_STORAGE=s3 needs AWS_STORAGE_BUCKET_NAME.")
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": os.environ["AWS_STORAGE_BUCKET_NAME"],
+            # MinIO, Ceph, R2, moto, ...: their URL; empty for AWS itself.
+            "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL") or None,
+            "region_name": os.environ.get("AWS_S3_REGION_NAME") or None,
+            "location": os.environ.get("AWS_LOCATION", ""),  # key prefix inside the bucket
+            "addressing_style": os.environ.get("AWS_S3_ADDRESSING_STYLE") or None,
+            # Credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from the environment (or an
+            # instance role), read by boto3 itself.
+            "default_acl": None,  # the bucket stays private
+            "querystring_auth": True,  # any URL handed out is signed and expires
+            "querystring_expire": int(os.environ.get("AWS_QUERYSTRING_EXPIRE", "3600")),
+            # Content-addressed names: an existing key already holds these bytes.
+            "file_overwrite": True,
+        },
+    }
+elif DJANGO_STORAGE not in ("filesystem", "local", ""):
+    raise ImproperlyConfigured(
+        f"DJANGO_STORAGE must be 'filesystem' or 's3', not {DJANGO_STORAGE!r}"
+    )
 # Roots from which imports may reference images by path (comma separated). The manifest's own
 # folder is always allowed for the command line; the API only accepts paths under these roots.
 RFSTUDIO_IMPORT_ROOTS = [Path(p) for p in env_list("RFSTUDIO_IMPORT_ROOTS")]

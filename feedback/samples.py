@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from pathlib import Path
-
-from django.core.files.storage import default_storage
 
 from annotation.models import DatasetItem
 from generation.models import Creative
+from generation.storage import local_path
 
 from .ml.data import Sample
 
 
 def file_path(field_file) -> str | None:
-    """Local path of a stored file, or None when it is missing (nothing to score)."""
+    """Local path of a stored file, or None when it is missing (nothing to score). Remote storage
+    (S3) is read through the storage API into a content-addressed local cache: the ML code
+    decodes local files (generation.storage)."""
     if not field_file or not field_file.name:
         return None
-    try:
-        path = default_storage.path(field_file.name)
-    except NotImplementedError:  # remote storage: the ML code needs local files
-        return None
-    return path if Path(path).is_file() else None
+    return local_path(field_file.name, storage=field_file.storage)
 
 
 def placement_of(creative: Creative):
