@@ -7,6 +7,8 @@ label blind.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.db.models import Count, F, Q
 from django.db.models.functions import Coalesce
 from django.urls import reverse
@@ -105,12 +107,35 @@ def qa_projects():
     )
 
 
-def qa_queue(*, project: Project, limit: int = 200) -> list[Item]:
+QA_PAGE = 50
+
+
+@dataclass
+class QueuePage:
+    """One page of the review queue, by id (keyset: `WHERE id > after ORDER BY id LIMIT n` on
+    the partial index of pending items, so page 20,000 of a 1M-item project costs what page 1
+    does)."""
+
+    items: list
+    after: int  # the page starts after this item id (0: the first page)
+    next_after: int | None  # the cursor of the next page, None on the last
+    pending: int  # items waiting for review in the whole project
+
+
+def qa_queue(*, project: Project, after: int = 0, limit: int = QA_PAGE) -> QueuePage:
     """The core review queue (oldest first) with a display name for each item's reason."""
-    items = list(selectors.review_queue(project=project)[:limit])
+    rows = list(selectors.review_queue(project=project).filter(pk__gt=after)[: limit + 1])
+    items, more = rows[:limit], len(rows) > limit
     for item in items:
         item.reason_name = reason_name(item)
-    return items
+    pending = (
+        Item.objects.filter(project=project, review_status=Item.Review.PENDING).count()
+        if after or more
+        else len(items)
+    )
+    return QueuePage(
+        items=items, after=after, next_after=items[-1].pk if more else None, pending=pending
+    )
 
 
 def qa_item_detail(*, item_id: int) -> dict:

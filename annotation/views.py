@@ -303,7 +303,8 @@ def _qa_context(project: Project, item: Item | None, *, queue=None, **extra) -> 
     queue = selectors_ui.qa_queue(project=project) if queue is None else queue
     context = {
         "project": project,
-        "queue": queue,
+        "queue": queue.items,
+        "queue_page": queue,
         "selected": item,
         "labels": list(project.schema.classes.all()),
         # The RFNet helper ships feedback/_verdict.html (it receives `item`); absent, nothing shows.
@@ -340,10 +341,19 @@ def qa_project(request, slug: str):
             item = _project_item(project, int(request.GET["item"]))
         except ValueError:
             raise Http404("Bad item id.")
-    queue = selectors_ui.qa_queue(project=project)
-    if item is None and queue:
-        item = queue[0]
+    queue = selectors_ui.qa_queue(project=project, after=_cursor(request.GET.get("after")))
+    if item is None and queue.items:
+        item = queue.items[0]
     return render(request, "annotation/qa_project.html", _qa_context(project, item, queue=queue))
+
+
+def _cursor(value) -> int:
+    """`?after=` of the QA queue: an item id; anything else starts at the beginning."""
+    try:
+        after = int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+    return after if 0 <= after < 2**63 else 0
 
 
 @require_GET
@@ -388,8 +398,11 @@ def qa_review(request, slug: str, item_id: int):
         context = _qa_context(project, item, error=error)
         status = 400
     else:
-        queue = selectors_ui.qa_queue(project=project)
-        following = next((i for i in queue if i.pk > item.pk), queue[0] if queue else None)
+        # The next pending item after this one; past the end, wrap to the first page.
+        queue = selectors_ui.qa_queue(project=project, after=item.pk)
+        if not queue.items:
+            queue = selectors_ui.qa_queue(project=project)
+        following = queue.items[0] if queue.items else None
         context = _qa_context(project, following, queue=queue, flash=flash)
         status = 200
     if request.htmx:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import Q
+from django.db.models import F, FilteredRelation, FloatField, Func, Q
+from django.db.models.functions import Coalesce
 
 from annotation.models import Annotation, DatasetVersion, Item, Project
 
@@ -96,42 +97,77 @@ def verdict_for_item(item: Item) -> dict | None:
     }
 
 
-def disagreements(*, project: Project, limit: int = 200) -> list[dict]:
-    """Items whose human label (adjudicated, else consensus) differs from the active model's
-    prediction, most confident disagreements first."""
-    model = active_model(schema=project.schema)
+class _JSONFloat(Func):
+    """`json_column[key_expression]` as a float, the key being another column's value (Django's
+    key transforms take constant keys only). NULL when the key is absent."""
+
+    output_field = FloatField()
+    arity = 2
+
+    def as_postgresql(self, compiler, connection, **extra):
+        (data, data_params), (key, key_params) = (
+            compiler.compile(e) for e in self.get_source_expressions()
+        )
+        return f"(({data}) ->> ({key}))::double precision", (*data_params, *key_params)
+
+    def as_sqlite(self, compiler, connection, **extra):
+        (data, data_params), (key, key_params) = (
+            compiler.compile(e) for e in self.get_source_expressions()
+        )
+        # Quoted member name: slugs may contain '-'.
+        sql = f"CAST(json_extract({data}, '$.\"' || ({key}) || '\"') AS REAL)"
+        return sql, (*data_params, *key_params)
+
+
+def disagreements_queryset(*, project: Project, model: FeedbackModel):
+    """Items whose human label (adjudicated, else consensus) differs from `model`'s prediction,
+    most confident disagreements first, computed in SQL (one join to the model's scores; pages
+    of a million-item project never load the other rows). Rows carry `human`, `predicted`,
+    `confidence` (the model's probability for its prediction) and `p_human`."""
+    return (
+        Item.objects.filter(project=project)
+        .annotate(
+            score=FilteredRelation(
+                "creative__rfnet_scores", condition=Q(creative__rfnet_scores__model=model)
+            ),
+            human=Coalesce("adjudicated_label__slug", "consensus_label__slug"),
+            predicted=F("score__predicted_label"),
+        )
+        .filter(human__isnull=False, predicted__isnull=False)
+        .filter(~Q(predicted=F("human")))
+        .annotate(
+            confidence=Coalesce(_JSONFloat(F("score__probs"), F("predicted")), 0.0),
+            p_human=Coalesce(_JSONFloat(F("score__probs"), F("human")), 0.0),
+        )
+        .select_related("creative")
+        .order_by("-confidence", "id")
+    )
+
+
+def disagreements(
+    *, project: Project, limit: int = 50, offset: int = 0, model: FeedbackModel | None = None
+) -> list[dict]:
+    """One page of `disagreements_queryset` for the active model (empty without one)."""
+    model = model or active_model(schema=project.schema)
     if model is None:
         return []
-    items = (
-        Item.objects.filter(project=project)
-        .filter(Q(adjudicated_label__isnull=False) | Q(consensus_label__isnull=False))
-        .select_related("creative", "consensus_label", "adjudicated_label")
+    return disagreement_rows(
+        disagreements_queryset(project=project, model=model)[offset : offset + limit]
     )
-    scores = {
-        s.creative_id: s
-        for s in CreativeScore.objects.filter(
-            model=model, creative_id__in=items.values("creative_id")
-        )
-    }
-    rows = []
-    for item in items:
-        score = scores.get(item.creative_id)
-        human = human_labels(item)
-        if score is None or human is None or human == score.predicted_label:
-            continue
-        confidence = float(score.probs.get(score.predicted_label, 0.0))
-        rows.append(
-            {
-                "item": item,
-                "score": score,
-                "human": human,
-                "predicted": score.predicted_label,
-                "confidence": confidence,
-                "p_human": float(score.probs.get(human, 0.0)),
-            }
-        )
-    rows.sort(key=lambda r: (-r["confidence"], r["item"].pk))
-    return rows[:limit]
+
+
+def disagreement_rows(items) -> list[dict]:
+    """Template rows for items of `disagreements_queryset` (one page of them)."""
+    return [
+        {
+            "item": item,
+            "human": item.human,
+            "predicted": item.predicted,
+            "confidence": float(item.confidence),
+            "p_human": float(item.p_human),
+        }
+        for item in items
+    ]
 
 
 def votes_by_item(item_ids) -> dict[int, list[str]]:

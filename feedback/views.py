@@ -7,6 +7,7 @@ import functools
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
@@ -16,6 +17,8 @@ from jobs.roles import ML_ENGINEER, QA, has_role
 
 from . import charts, selectors, services
 from .models import FeedbackModel
+
+DISAGREEMENTS_PER_PAGE = 50
 
 
 def role_required(*roles):
@@ -155,10 +158,16 @@ def disagreements(request):
     projects = Project.objects.filter(archived=False)
     slug = request.GET.get("project", "")
     project = get_object_or_404(Project, slug=slug) if slug else None
-    rows = selectors.disagreements(project=project) if project else []
     model = selectors.active_model(schema=project.schema) if project else None
+    rows, page = [], None
+    if model is not None:
+        # Paged in SQL (LIMIT/OFFSET over the ordered join, COUNT for the total); a bad or
+        # too-large ?page= shows the first/last page.
+        queryset = selectors.disagreements_queryset(project=project, model=model)
+        page = Paginator(queryset, DISAGREEMENTS_PER_PAGE).get_page(request.GET.get("page"))
+        rows = selectors.disagreement_rows(page.object_list)
     return render(
         request,
         "feedback/disagreements.html",
-        {"projects": projects, "project": project, "rows": rows, "model": model},
+        {"projects": projects, "project": project, "rows": rows, "model": model, "page": page},
     )
