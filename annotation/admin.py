@@ -6,7 +6,7 @@ set when it is created (the overlap cap of every claim and submit reads it)."""
 
 from django.contrib import admin, messages
 
-from jobs.roles import ML_ENGINEER, has_role
+from core.roles import ML_ENGINEER, has_role
 
 from . import services
 from .models import (

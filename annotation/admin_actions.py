@@ -18,7 +18,7 @@ from django.utils.html import format_html
 
 from annotation import exporting
 from annotation import jobs as annotation_jobs
-from jobs.roles import ML_ENGINEER, has_role
+from core.roles import ML_ENGINEER, has_role
 from jobs.services import enqueue_job
 
 

@@ -28,11 +28,11 @@ from rest_framework.views import APIView
 
 from annotation import datasets, exporting, importing
 from annotation import jobs as annotation_jobs
-from annotation.api_schema import DetailSerializer, UploadField
 from annotation.models import DatasetVersion, Project
+from core.api import DetailSerializer, UploadField
+from core.roles import ML_ENGINEER, QA, has_role
 from jobs.kinds import get_kind
 from jobs.params import clean_params
-from jobs.roles import ML_ENGINEER, QA, has_role
 from jobs.services import enqueue_job
 
 

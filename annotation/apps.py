@@ -21,7 +21,7 @@ def _register_sqlite_functions(sender, connection, **kwargs):
 
 
 def _grant_role_permissions(sender, **kwargs):
-    from jobs.roles import ML_ENGINEER, QA, grant
+    from core.roles import ML_ENGINEER, QA, grant
 
     models = (
         "labelschema",

@@ -1,6 +1,6 @@
 """Token authentication that also loads the user's roles in the same query, so that a labeling
 request spends one query on auth + roles (the queue's query budget). The query is compiled once
-per connection (jobs.prepared): building it costs Django more than PostgreSQL spends on it."""
+per connection (core.prepared): building it costs Django more than PostgreSQL spends on it."""
 
 from django.contrib.auth import get_user_model
 from django.db.models import Exists, OuterRef
@@ -8,8 +8,8 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import AuthenticationFailed
 
-from jobs.prepared import PreparedQuery
-from jobs.roles import ROLES
+from core.prepared import PreparedQuery
+from core.roles import ROLES
 
 
 def _token_with_roles(key):
@@ -33,6 +33,6 @@ class RoleAwareTokenAuthentication(TokenAuthentication):
             raise AuthenticationFailed("Invalid token.")
         if not token.user.is_active:
             raise AuthenticationFailed("User inactive or deleted.")
-        # jobs.roles.has_role reads this cache.
+        # core.roles.has_role reads this cache.
         token.user._rfstudio_roles = frozenset(r for r in ROLES if getattr(token, f"role_{r}"))
         return token.user, token

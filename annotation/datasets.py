@@ -21,7 +21,7 @@ from django.db.models import Count
 
 from annotation import agreement, item_state
 from annotation.models import Annotation, AuditEvent, DatasetItem, DatasetVersion, Item, Project
-from generation.bulk import insert_rows
+from core.bulk import insert_rows
 
 SPLITS = ("train", "val", "test")
 NAME_RE = re.compile(r"^[-a-zA-Z0-9_]{1,100}$")

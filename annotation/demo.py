@@ -27,9 +27,9 @@ from annotation import services
 from annotation.datasets import create_dataset_version
 from annotation.importing import import_manifest_file
 from annotation.models import Annotation, DatasetVersion, Item, Project
+from core.roles import ANNOTATOR, ML_ENGINEER, QA, ensure_roles
 from generation import services as gen_services
 from generation import synthetic
-from jobs.roles import ANNOTATOR, ML_ENGINEER, QA, ensure_roles
 
 DEMO_PASSWORD = "demo-pass-123"
 PROJECT_SLUG = "rf1m-demo"

@@ -35,7 +35,8 @@ from django.utils import timezone
 
 from annotation import item_state
 from annotation.models import RF1M_CLASSES, Annotation, AuditEvent, Item, LabelClass, Project
-from generation import bulk, images
+from core import bulk
+from generation import images
 from generation import services as gen_services
 
 STRING_FIELDS = {
@@ -53,7 +54,7 @@ STRING_FIELDS = {
     "sha256": 64,
 }
 REQUIRED = ("image", "sku")
-# Column order of the bulk inserts (generation.bulk.insert_rows).
+# Column order of the bulk inserts (core.bulk.insert_rows).
 ITEM_FIELDS = [
     "id",
     "project",

@@ -3,7 +3,7 @@ annotators); QA reviews and reads labels; ml_engineer and superusers may do ever
 
 from rest_framework.permissions import BasePermission
 
-from jobs.roles import ANNOTATOR, ML_ENGINEER, QA, has_role
+from core.roles import ANNOTATOR, ML_ENGINEER, QA, has_role
 
 LABEL_ROLES = (ANNOTATOR, ML_ENGINEER)
 REVIEW_ROLES = (QA, ML_ENGINEER)

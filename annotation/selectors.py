@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Count, Exists, OuterRef, Q
 
-from jobs.prepared import PreparedQuery
+from core.prepared import PreparedQuery
 
 from .models import Annotation, Assignment, Item, Project
 from .schema_cache import schema_choices

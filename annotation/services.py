@@ -26,7 +26,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
-from jobs.prepared import PreparedQuery
+from core.prepared import PreparedQuery
 
 from . import item_state
 from .exceptions import (

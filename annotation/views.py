@@ -22,8 +22,8 @@ from django.urls import reverse
 from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_GET, require_POST
 
+from core.roles import ANNOTATOR, has_role
 from generation.models import Creative, Product
-from jobs.roles import ANNOTATOR, has_role
 
 from . import exceptions, selectors, selectors_ui, services
 from .models import AVAILABLE, Item, Project

@@ -165,7 +165,7 @@ def precreate_creatives(var: Path, n: int, skus: int, labels: bool = True) -> Pa
     precomputed sha256/width/height (the "images already present" import path)."""
     import hashlib
 
-    from generation.bulk import insert_rows
+    from core.bulk import insert_rows
     from generation.models import Creative, Product
 
     Product.objects.bulk_create(

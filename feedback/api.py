@@ -11,9 +11,9 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.api_schema import DetailSerializer, UploadField
+from core.api import DetailSerializer, UploadField
+from core.roles import ML_ENGINEER, QA, has_role
 from generation.models import Creative
-from jobs.roles import ML_ENGINEER, QA, has_role
 
 from . import selectors, services
 from .inference import Upload, score_uploads

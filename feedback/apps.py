@@ -3,7 +3,7 @@ from django.db.models.signals import post_migrate
 
 
 def grant_feedback_permissions(**kwargs) -> None:
-    from jobs.roles import ML_ENGINEER, QA, grant
+    from core.roles import ML_ENGINEER, QA, grant
 
     grant(
         ML_ENGINEER,

@@ -9,16 +9,37 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from annotation.models import Project
-from jobs.roles import ML_ENGINEER, QA, has_role
+from core import charts
+from core.roles import ML_ENGINEER, QA, has_role
 
-from . import charts, selectors, services
+from . import selectors, services
 from .models import FeedbackModel
 
 DISAGREEMENTS_PER_PAGE = 50
+
+
+def _confusion(matrix, labels):
+    """RFNet's confusion matrix: rows the true class, cells shaded by the row's share."""
+    return charts.heatmap(
+        matrix,
+        labels,
+        title="Confusion matrix",
+        col_axis="predicted →",
+        row_axis="rows: true class",
+        cell=34,
+        cell_title=lambda i, j, value, total: f"true {labels[i]}, predicted {labels[j]}: {value}",
+    )
+
+
+def _curves(title: str, series: dict):
+    if not series:
+        return ""
+    return charts.line_chart(
+        title, {name: sorted(points) for name, points in series.items()}, width=520, height=260
+    )
 
 
 def role_required(*roles):
@@ -64,14 +85,10 @@ def model_detail(request, name: str):
         "per_class": _per_class_rows(metrics, class_names),
         "available": metrics.get("available") or {},
         "agreement": metrics.get("agreement") or {},
-        "confusion_svg": mark_safe(
-            charts.confusion_matrix(metrics.get("confusion") or [], class_names)
-        ),
-        "calibration_svg": mark_safe(charts.reliability_diagram(metrics.get("calibration") or [])),
-        "loss_svg": mark_safe(charts.line_chart(losses, title="Loss")) if losses else "",
-        "curves_svg": (
-            mark_safe(charts.line_chart(others, title="Validation metrics")) if others else ""
-        ),
+        "confusion_svg": _confusion(metrics.get("confusion") or [], class_names),
+        "calibration_svg": charts.reliability_diagram(metrics.get("calibration") or []),
+        "loss_svg": _curves("Loss", losses),
+        "curves_svg": _curves("Validation metrics", others),
         "evaluations": selectors.evaluations_for(model=model),
         "others": FeedbackModel.objects.exclude(pk=model.pk).values_list("name", flat=True),
         "can_manage": has_role(request.user, ML_ENGINEER),
@@ -140,14 +157,10 @@ def compare(request):
                 "ma": ma,
                 "mb": mb,
                 "rows": rows,
-                "a_confusion": mark_safe(
-                    charts.confusion_matrix(ma.get("confusion") or [], a.class_names)
-                ),
-                "b_confusion": mark_safe(
-                    charts.confusion_matrix(mb.get("confusion") or [], b.class_names)
-                ),
-                "a_calibration": mark_safe(charts.reliability_diagram(ma.get("calibration") or [])),
-                "b_calibration": mark_safe(charts.reliability_diagram(mb.get("calibration") or [])),
+                "a_confusion": _confusion(ma.get("confusion") or [], a.class_names),
+                "b_confusion": _confusion(mb.get("confusion") or [], b.class_names),
+                "a_calibration": charts.reliability_diagram(ma.get("calibration") or []),
+                "b_calibration": charts.reliability_diagram(mb.get("calibration") or []),
             }
         )
     return render(request, "feedback/compare.html", context)

@@ -12,8 +12,8 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core.bulk import allocate_ids, ids_by_key, insert_rows
 from generation import images
-from generation.bulk import allocate_ids, ids_by_key, insert_rows
 from generation.models import Creative, Product
 
 

@@ -6,7 +6,8 @@ class JobsConfig(AppConfig):
     name = "jobs"
 
     def ready(self) -> None:
-        from . import roles
+        from core import roles
+
         from .builtin_kinds import register_builtin_kinds
         from .permissions import grant_job_permissions
         from .sweeper import start_in_worker_process

@@ -3,7 +3,7 @@ model outputs). Launch, cancel, retry: ML engineers (superusers have every role)
 
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
-from .roles import ML_ENGINEER, QA, grant, has_role
+from core.roles import ML_ENGINEER, QA, grant, has_role
 
 
 def can_view_jobs(user) -> bool:

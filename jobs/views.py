@@ -12,8 +12,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from core.charts import metric_charts
+
 from . import selectors, services
-from .charts import metric_charts
 from .models import Job, JobArtifact, JobStatus
 from .permissions import can_manage_jobs, can_view_jobs
 

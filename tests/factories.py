@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from PIL import Image
 
-from jobs.roles import ANNOTATOR
+from core.roles import ANNOTATOR
 
 _seq = itertools.count(1)
 PASSWORD = "test-pass-123"

@@ -1,9 +1,9 @@
 """`{% load rfstudio_roles %}` … `{% if user|has_role:"qa,ml_engineer" %}`: role checks in templates
-(the navigation in base.html), delegating to jobs.roles so there is one definition of a role."""
+(the navigation in base.html), delegating to core.roles so there is one definition of a role."""
 
 from django import template
 
-from jobs.roles import has_role as _has_role
+from core.roles import has_role as _has_role
 
 register = template.Library()
 

@@ -6,7 +6,7 @@ the verdict without annotation code importing feedback. Annotators never see it 
 
 from django import template
 
-from jobs.roles import ML_ENGINEER, QA, has_role
+from core.roles import ML_ENGINEER, QA, has_role
 
 from ..selectors import verdict_for_item
 

@@ -1,11 +1,11 @@
-"""generation.bulk: id allocation, key look-ups and the importer's optimistic creative insert,
+"""core.bulk: id allocation, key look-ups and the importer's optimistic creative insert,
 on whichever database the suite runs (PostgreSQL in CI, SQLite by default)."""
 
 import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from generation import bulk
+from core import bulk
 from generation import services as gen_services
 from generation.models import Creative, Product
 from tests.factories import make_creative, make_product

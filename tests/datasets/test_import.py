@@ -184,7 +184,7 @@ def test_process_pool_path(builder):
 def test_insert_rows_ignores_conflicts_and_fills_defaults():
     from django.utils import timezone
 
-    from generation.bulk import insert_rows
+    from core.bulk import insert_rows
 
     now = timezone.now()
     fields = ["sku", "image", "sha256", "created_at"]

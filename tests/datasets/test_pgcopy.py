@@ -1,4 +1,4 @@
-"""generation.pgcopy on PostgreSQL: binary COPY, foreign keys checked per key set, and the
+"""core.pgcopy on PostgreSQL: binary COPY, foreign keys checked per key set, and the
 fallbacks to PostgreSQL's own row-level checks (an unknown trigger, a role without the right)."""
 
 import threading

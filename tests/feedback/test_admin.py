@@ -1,9 +1,9 @@
 from django.test import Client
 
 from annotation.models import DatasetVersion, Project
+from core.roles import ML_ENGINEER, QA
 from feedback.models import FeedbackModel
 from jobs.models import Job
-from jobs.roles import ML_ENGINEER, QA
 from tests.factories import PASSWORD, make_user
 
 

@@ -5,9 +5,9 @@ import pytest
 from PIL import Image
 from rest_framework.test import APIClient
 
+from core.roles import ANNOTATOR, ML_ENGINEER, QA
 from feedback import services
 from feedback.models import CreativeScore
-from jobs.roles import ANNOTATOR, ML_ENGINEER, QA
 from tests.factories import make_creatives, make_user
 
 

@@ -12,9 +12,9 @@ from django.conf import settings
 from django.db import connection
 from rest_framework.test import APIClient
 
+from core.roles import ANNOTATOR, QA
 from feedback.models import CreativeScore, FeedbackModel
 from jobs.models import Job
-from jobs.roles import ANNOTATOR, QA
 from tests.factories import make_user
 
 from .conftest import label_items, synthetic_creatives

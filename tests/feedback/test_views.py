@@ -4,8 +4,8 @@ from django.template import Context, Template
 from django.test import Client, RequestFactory
 
 from annotation.models import Item
+from core.roles import ANNOTATOR, ML_ENGINEER, QA
 from feedback import services
-from jobs.roles import ANNOTATOR, ML_ENGINEER, QA
 from tests.factories import PASSWORD, make_user
 
 from .conftest import RF1M

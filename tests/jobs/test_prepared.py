@@ -1,11 +1,11 @@
-"""jobs.prepared.PreparedQuery gives what the ORM gives, compiled once per connection."""
+"""core.prepared.PreparedQuery gives what the ORM gives, compiled once per connection."""
 
 import pytest
 from django.db import connections
 from django.db.models import Count, Exists, OuterRef
 
 from annotation.models import Annotation, Item
-from jobs.prepared import PreparedQuery
+from core.prepared import PreparedQuery
 from tests.factories import make_project, make_user
 
 pytestmark = pytest.mark.django_db

@@ -5,8 +5,8 @@ import threading
 
 import pytest
 
+from core.charts import line_chart
 from jobs import services
-from jobs.charts import line_chart_svg
 from jobs.devices import pick_device
 from jobs.files import atomic_save, atomic_write_dir
 from jobs.models import Job, JobMetric
@@ -94,9 +94,25 @@ def test_device_override(monkeypatch):
 
 
 def test_chart_is_escaped_svg():
-    svg = line_chart_svg("<loss>", [(1, 2.0), (2, 1.0), (3, float("nan"))])
+    svg = line_chart("<loss>", {"<loss>": [(1, 2.0), (2, 1.0), (3, float("nan"))]})
     assert svg.startswith("<svg") and "&lt;loss&gt;" in svg and "polyline" in svg
-    assert "no data" in line_chart_svg("x", [])
+    assert "no data" in line_chart("x", {"x": []})
+
+
+def test_the_one_chart_module_escapes_and_draws_everything():
+    from core import charts
+
+    labels = ["a<b", "c"]
+    svg = charts.heatmap([[3, 1], [0, 2]], labels, title="T&", svg_id="hm")
+    assert svg.startswith('<svg id="hm"') and svg.count("<rect") == 4
+    assert "a&lt;b" in svg and "T&amp;" in svg and "<b" not in svg.replace("<b>", "")
+    bars = charts.grouped_bars(
+        [("x<", [2, 5]), ("y", [1, 0])], series=[("items", "#111"), ("votes", "#999")], title="B"
+    )
+    assert bars.count("<rect") == 4 and "x&lt;: 5 votes" in bars
+    rel = charts.reliability_diagram([{"lo": 0.0, "hi": 0.5, "count": 3, "accuracy": 0.5,
+                                       "confidence": 0.4}])  # fmt: skip
+    assert rel.count("<rect") == 2
 
 
 def test_sweeper_thread_only_in_worker_processes():

@@ -10,9 +10,9 @@ from django.core.management import CommandError, call_command
 from annotation.demo import ANNOTATORS, DEMO_PASSWORD, LABEL_SOURCE, PROJECT_SLUG, seed_demo
 from annotation.importing import import_manifest_file
 from annotation.models import Annotation, DatasetVersion, Item, Project, Review
+from core.roles import ANNOTATOR, ML_ENGINEER, QA, has_role
 from generation import synthetic as sy
 from generation.models import Creative, Product
-from jobs.roles import ANNOTATOR, ML_ENGINEER, QA, has_role
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,7 @@ from django.urls import reverse
 
 from annotation import services
 from annotation.models import Annotation, Assignment, Item
-from jobs.roles import ANNOTATOR, QA
+from core.roles import ANNOTATOR, QA
 from tests.factories import make_project, make_user
 from tests.ui.images import pretty_creatives
 

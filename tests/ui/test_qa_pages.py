@@ -4,7 +4,7 @@ import pytest
 
 from annotation import services
 from annotation.models import Annotation, Item, Review
-from jobs.roles import ANNOTATOR, ML_ENGINEER, QA
+from core.roles import ANNOTATOR, ML_ENGINEER, QA
 from tests.factories import make_project, make_user
 from tests.ui.images import pretty_creatives
 

@@ -17,7 +17,7 @@ from django.db.models import DateField, JSONField
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 
-from generation import pgcopy
+from core import pgcopy
 
 # SQLite allows 32766 bound parameters per statement; stay well below for `IN (...)` look-ups.
 LOOKUP_CHUNK = 5000
@@ -41,7 +41,7 @@ def insert_rows(
     columns; None where not supported.
 
     PostgreSQL checks the rows' foreign keys once per distinct key rather than once per row
-    where it can (generation.pgcopy): `skip_triggers` names INSERT triggers that do nothing for
+    where it can (core.pgcopy): `skip_triggers` names INSERT triggers that do nothing for
     these rows, `new_parents` ({field name: keys}) parents this transaction inserted itself.
 
     Values are passed as given except JSON and date/time columns, which are adapted like the

@@ -171,7 +171,7 @@ def copy_rows(
 ) -> bool:
     """COPY `rows` (sequences in `columns` order, then `extra` appended to each) into `table`.
 
-    `convert`: {position: function} applied to non-null values (generation.bulk passes the
+    `convert`: {position: function} applied to non-null values (core.bulk passes the
     Django fields' JSON/date adaptation); json/jsonb values without one may be JSON text or
     objects for json.dumps.
 
