@@ -1,7 +1,9 @@
 """Export a dataset version as JSON lines or Parquet, streamed in chunks.
 
 One row per DatasetItem: image (storage name), image_path (absolute, when storage is on local
-disk), image_url, the same three for the product cut-out, sku, title, category, prompt, label,
+disk), image_url (`/images/creatives/{id}/`, served behind the login from any storage; storage
+URLs would be /media/..., which nothing serves, or expiring signed bucket URLs), the same three
+for the product cut-out, sku, title, category, prompt, label,
 split, votes, agreement, ids and sha256. Rows are read with values_list(...).iterator() in chunks
 and written in batches (pyarrow row groups), so memory stays flat at millions of rows.
 """
@@ -16,9 +18,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 from django.core.files.storage import default_storage
-from django.utils.encoding import filepath_to_uri
 
 from annotation.models import DatasetItem, DatasetVersion
+from annotation.selectors import image_url
 
 FORMATS = ("jsonl", "parquet")
 CONTENT_TYPES = {"jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
@@ -30,6 +32,7 @@ _QUERY_FIELDS = (
     "creative__sha256",
     "creative__image",
     "creative__product__image",
+    "creative__product_id",
     "creative__product__sku",
     "creative__product__title",
     "creative__product__category",
@@ -63,30 +66,22 @@ SCHEMA = pa.schema(
 COLUMNS = SCHEMA.names
 
 
-def _locators():
-    """(path_of, url_of) for storage names; path is '' when storage is not on local disk."""
+def _path_of():
+    """Local path of a storage name; '' when storage is not on local disk."""
     try:
         root = default_storage.path("")
     except NotImplementedError:
         root = None
-    base_url = default_storage.base_url if hasattr(default_storage, "base_url") else None
 
     def path_of(name: str) -> str:
         return os.path.join(root, name) if root and name else ""
 
-    def url_of(name: str) -> str:
-        if not name:
-            return ""
-        if base_url is not None:
-            return base_url + filepath_to_uri(name)
-        return default_storage.url(name)
-
-    return path_of, url_of
+    return path_of
 
 
 def iter_batches(version: DatasetVersion, chunk: int = CHUNK) -> Iterator[list[tuple]]:
     """Batches of export rows (tuples in COLUMNS order), in DatasetItem id order."""
-    path_of, url_of = _locators()
+    path_of = _path_of()
     query = DatasetItem.objects.filter(version=version).order_by("id").values_list(*_QUERY_FIELDS)
     batch: list[tuple] = []
     for (
@@ -95,6 +90,7 @@ def iter_batches(version: DatasetVersion, chunk: int = CHUNK) -> Iterator[list[t
         sha,
         image,
         product_image,
+        product_id,
         sku,
         title,
         category,
@@ -111,10 +107,10 @@ def iter_batches(version: DatasetVersion, chunk: int = CHUNK) -> Iterator[list[t
                 sha,
                 image,
                 path_of(image),
-                url_of(image),
+                image_url("creatives", creative_id) if image else "",
                 product_image,
                 path_of(product_image),
-                url_of(product_image),
+                image_url("products", product_id) if product_image else "",
                 sku,
                 title,
                 category,

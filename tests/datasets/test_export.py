@@ -45,7 +45,8 @@ def test_export_jsonl_command(version, tmp_path, settings):
         "agreement",
     }
     assert row["image_path"].startswith(str(settings.MEDIA_ROOT))
-    assert row["image_url"].startswith("/media/")
+    assert row["image_url"] == f"/images/creatives/{row['creative_id']}/"
+    assert row["product_image_url"].startswith("/images/products/")
     assert {r["label"] for r in rows} == {A, U}
     assert {r["votes"] for r in rows} == {3}
     by_sku = {}
