@@ -1,9 +1,10 @@
 """Admin for every annotation model. Queue data is read-only here: items, leases, labels, reviews
 and gold statistics are written by the services (annotation/services.py, rules in
 annotation/item_state.py) and database triggers, never by a form. Admin actions call those
-services: re-open or recompute items, switch a project's queue order. A project's `overlap` is
-set when it is created (the overlap cap of every claim and submit reads it)."""
+services: re-open or recompute items, switch a project's queue order; a project's `ordering` and
+`overlap` edited in its form are applied by the services too (save_model)."""
 
+from django import forms
 from django.contrib import admin, messages
 
 from core.roles import ML_ENGINEER, has_role
@@ -51,8 +52,34 @@ class LabelClassAdmin(admin.ModelAdmin):
     list_select_related = ["schema"]
 
 
+class ProjectAdminForm(forms.ModelForm):
+    class Meta:
+        model = Project
+        fields = [
+            "name",
+            "slug",
+            "schema",
+            "overlap",
+            "lease_seconds",
+            "instructions",
+            "qa_sample_rate",
+            "gold_rate",
+            "ordering",
+            "annotators",
+            "created_by",
+            "archived",
+        ]
+
+    def clean_overlap(self):
+        overlap = self.cleaned_data["overlap"]
+        if not 1 <= overlap <= services.MAX_OVERLAP:
+            raise forms.ValidationError(f"Between 1 and {services.MAX_OVERLAP}.")
+        return overlap
+
+
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
+    form = ProjectAdminForm
     list_display = [
         "name",
         "slug",
@@ -80,9 +107,24 @@ class ProjectAdmin(admin.ModelAdmin):
     ]
 
     def get_readonly_fields(self, request, obj=None):
-        # Queue data: the order is switched by the actions below (services.set_project_ordering
-        # re-draws or resets every item's priority); overlap is fixed once items exist.
-        return ["ordering", "overlap", "schema"] if obj is not None else []
+        return ["schema"] if obj is not None else []
+
+    def save_model(self, request, obj, form, change):
+        """Queue settings of an existing project change through the services, never by a plain
+        save: `ordering` re-draws or resets every item's priority, `overlap` re-opens or
+        finishes items (services.set_project_ordering / set_project_overlap)."""
+        if not change:
+            return super().save_model(request, obj, form, change)
+        queue = {f: getattr(obj, f) for f in ("ordering", "overlap") if f in form.changed_data}
+        stored = Project.objects.get(pk=obj.pk)
+        obj.ordering, obj.overlap = stored.ordering, stored.overlap
+        super().save_model(request, obj, form, change)
+        if "overlap" in queue:
+            services.set_project_overlap(project=obj, overlap=queue["overlap"], actor=request.user)
+        if "ordering" in queue:
+            services.set_project_ordering(
+                project=obj, ordering=queue["ordering"], actor=request.user
+            )
 
     def _set_ordering(self, request, queryset, ordering):
         for project in queryset:

@@ -225,6 +225,60 @@ def set_project_ordering(*, project, ordering: str, actor=None) -> Project:
     return project
 
 
+MAX_OVERLAP = 100
+
+
+def set_project_overlap(*, project, overlap: int, actor=None) -> Project:
+    """Change how many labels each item needs. Raising it sends finished items that QA has not
+    decided yet (no review, or one pending) back to the queue for more labels; lowering it
+    finishes the open items that already have enough (consensus, status and QA selection from
+    item_state, like a submit). QA-accepted or relabeled items are left as they are.
+
+    Concurrency: the project row is locked for the change, so two admins do not interleave;
+    in-flight submits re-read the overlap under their item lock, and the claim reads it per call.
+    """
+    if isinstance(overlap, bool) or not isinstance(overlap, int):
+        raise ValidationError("overlap must be an integer")
+    if not 1 <= overlap <= MAX_OVERLAP:
+        raise ValidationError(f"overlap must be between 1 and {MAX_OVERLAP}")
+    with transaction.atomic():
+        locked = Project.objects.select_for_update().get(pk=project.pk)
+        old = locked.overlap
+        if old == overlap:
+            return project
+        Project.objects.filter(pk=project.pk).update(overlap=overlap)
+        project.overlap = overlap
+        reopened = 0
+        if overlap > old:
+            reopened = Item.objects.filter(
+                project=project,
+                is_gold=False,
+                status=Item.Status.DONE,
+                annotation_count__lt=overlap,
+                review_status__in=[Item.Review.NONE, Item.Review.PENDING],
+            ).update(
+                status=Item.Status.OPEN,
+                review_status=Item.Review.NONE,
+                review_reason="",
+                updated_at=timezone.now(),
+            )
+        audit(
+            action="set_overlap",
+            project=project,
+            actor=actor,
+            data={"from": old, "to": overlap, "reopened": reopened},
+        )
+    if overlap < old:
+        finishing = Item.objects.filter(
+            project=project,
+            is_gold=False,
+            status=Item.Status.OPEN,
+            annotation_count__gte=overlap,
+        ).values_list("pk", flat=True)
+        recompute_items(item_ids=list(finishing))
+    return project
+
+
 # --- the claim ------------------------------------------------------------------------------
 
 _claim_sql_cache: dict[tuple, str] = {}

@@ -110,3 +110,27 @@ def test_rules_are_pure():
     assert reason(counts={"a": 1, "b": 1}, low_gold=False, qa_sample_rate=0) == "disagreement"
     assert reason(counts={"a": 2}, low_gold=False, qa_sample_rate=1.0) == "sample"
     assert reason(counts={"a": 2}, low_gold=False, qa_sample_rate=0.0) == ""
+
+
+def test_overlap_change_keeps_qa_decisions_and_validates():
+    from django.core.exceptions import ValidationError
+
+    from tests.factories import make_project
+
+    project = make_project(n_items=2, overlap=1, qa_sample_rate=0.0)
+    items = list(Item.objects.filter(project=project).order_by("id"))
+    for i, item in enumerate(items):
+        annotator = make_user()
+        services.claim_next_item(project=project, annotator=annotator)
+        services.submit_annotation(
+            item_id=item.pk, annotator=annotator, label="available", idempotency_key=f"o{i}"
+        )
+    Item.objects.filter(pk=items[0].pk).update(review_status="pending", review_reason="sample")
+    services.review_item(item_id=items[0].pk, reviewer=make_user("qa"), action="accept")
+    services.set_project_overlap(project=project, overlap=3)
+    accepted, other = (Item.objects.get(pk=i.pk) for i in items)
+    assert (accepted.status, accepted.review_status) == ("done", "accepted")  # QA decided
+    assert other.status == "open"
+    for bad in (0, 101, "2", True):
+        with pytest.raises(ValidationError):
+            services.set_project_overlap(project=project, overlap=bad)

@@ -43,10 +43,8 @@ def test_queue_rows_cannot_be_added_changed_or_deleted(client, model):
         assert client.get(f"/admin/annotation/{model}/{obj.pk}/delete/").status_code == 403
 
 
-def test_project_queue_fields_read_only_and_ordering_action_uses_the_service(ml_client):
+def test_ordering_action_uses_the_service(ml_client):
     project = make_project(n_items=5, overlap=2)
-    page = ml_client.get(f"/admin/annotation/project/{project.pk}/change/").content.decode()
-    assert 'name="ordering"' not in page and 'name="overlap"' not in page
     response = ml_client.post(
         "/admin/annotation/project/",
         {"action": "order_uncertainty", "index": 0, "_selected_action": [project.pk]},
@@ -56,6 +54,52 @@ def test_project_queue_fields_read_only_and_ordering_action_uses_the_service(ml_
     assert project.ordering == Project.Ordering.UNCERTAINTY
     assert set(Item.objects.filter(project=project).values_list("priority", flat=True)) == {1.0}
     assert AuditEvent.objects.filter(project=project, action="set_ordering").exists()
+
+
+def _form(project, **changes):
+    data = {
+        "name": project.name,
+        "slug": project.slug,
+        "overlap": project.overlap,
+        "lease_seconds": project.lease_seconds,
+        "instructions": project.instructions,
+        "qa_sample_rate": project.qa_sample_rate,
+        "gold_rate": project.gold_rate,
+        "ordering": project.ordering,
+        "created_by": "",
+    }
+    data.update(changes)
+    return data
+
+
+def _finish(project, n):
+    """Label the first n items once each (through the services)."""
+    for i in range(n):
+        annotator = make_user()
+        lease = services.claim_next_item(project=project, annotator=annotator)
+        services.submit_annotation(
+            item_id=lease.item.pk, annotator=annotator, label="available", idempotency_key=f"f{i}"
+        )
+
+
+def test_editing_overlap_in_the_form_goes_through_the_service(ml_client):
+    project = make_project(n_items=3, overlap=1, qa_sample_rate=0.0)
+    _finish(project, 2)
+    url = f"/admin/annotation/project/{project.pk}/change/"
+    assert ml_client.post(url, _form(project, overlap=2)).status_code == 302
+    statuses = sorted(Item.objects.filter(project=project).values_list("status", flat=True))
+    assert statuses == ["open", "open", "open"]  # finished items need a second label now
+    assert AuditEvent.objects.get(project=project, action="set_overlap").data["reopened"] == 2
+    project.refresh_from_db()
+    assert ml_client.post(url, _form(project, overlap=1, ordering="random")).status_code == 302
+    items = Item.objects.filter(project=project)
+    assert sorted(items.values_list("status", flat=True)) == ["done", "done", "open"]
+    done = items.filter(status="done").first()
+    assert done.consensus_label.slug == "available" and done.agreement == 1.0
+    assert AuditEvent.objects.filter(project=project, action="set_ordering").exists()
+    # Bad values are form errors, not server errors.
+    page = ml_client.post(url, _form(project, overlap=10**4))
+    assert page.status_code == 200 and b"Between 1 and 100" in page.content
 
 
 def test_reopen_action_goes_through_the_service(ml_client):
