@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import F, FilteredRelation, FloatField, Func, Q
+from django.db.models import F, FilteredRelation, FloatField, Func, Q, prefetch_related_objects
 from django.db.models.functions import Coalesce
 
 from annotation.models import Annotation, DatasetVersion, Item, Project
@@ -123,7 +123,8 @@ def disagreements_queryset(*, project: Project, model: FeedbackModel):
     """Items whose human label (adjudicated, else consensus) differs from `model`'s prediction,
     most confident disagreements first, computed in SQL (one join to the model's scores; pages
     of a million-item project never load the other rows). Rows carry `human`, `predicted`,
-    `confidence` (the model's probability for its prediction) and `p_human`."""
+    `confidence` (the model's probability for its prediction) and the score's `probs`; the
+    page's creatives are loaded by `disagreement_rows`, so the sort handles narrow rows."""
     return (
         Item.objects.filter(project=project)
         .annotate(
@@ -137,9 +138,9 @@ def disagreements_queryset(*, project: Project, model: FeedbackModel):
         .filter(~Q(predicted=F("human")))
         .annotate(
             confidence=Coalesce(_JSONFloat(F("score__probs"), F("predicted")), 0.0),
-            p_human=Coalesce(_JSONFloat(F("score__probs"), F("human")), 0.0),
+            probs=F("score__probs"),
         )
-        .select_related("creative")
+        .only("id", "creative_id")
         .order_by("-confidence", "id")
     )
 
@@ -157,14 +158,16 @@ def disagreements(
 
 
 def disagreement_rows(items) -> list[dict]:
-    """Template rows for items of `disagreements_queryset` (one page of them)."""
+    """Template rows for one page of `disagreements_queryset` (one more query: its creatives)."""
+    items = list(items)
+    prefetch_related_objects(items, "creative")
     return [
         {
             "item": item,
             "human": item.human,
             "predicted": item.predicted,
             "confidence": float(item.confidence),
-            "p_human": float(item.p_human),
+            "p_human": float((item.probs or {}).get(item.human, 0.0)),
         }
         for item in items
     ]
