@@ -1,10 +1,20 @@
-"""Turn creatives and dataset rows into feedback.ml Samples (the only Django → ML bridge)."""
+"""Turn creatives and dataset rows into feedback.ml Samples (the only Django → ML bridge).
+
+Files are read through Django's storage API (`storage.open`), never `storage.path`, so S3 or any
+other backend works: each stored file is copied once into a local cache
+(RFSTUDIO_CACHE_DIR/media/, keyed by its storage name; stored names are content-addressed, so a
+name never changes content) and the ML code reads the local copy. A file the storage does not
+have is counted as missing; the jobs fail past MAX_MISSING_FRACTION instead of succeeding."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from django.conf import settings
 from django.core.files.storage import default_storage
 
 from annotation.models import DatasetItem
@@ -12,30 +22,74 @@ from generation.models import Creative
 
 from .ml.data import Sample
 
+# Share of rows whose files are missing above which training and scoring jobs fail.
+MAX_MISSING_FRACTION = 0.05
 
-def file_path(field_file) -> str | None:
-    """Local path of a stored file, or None when it is missing (nothing to score)."""
+
+class MissingFiles(ValueError):
+    pass
+
+
+def check_missing(*, missing: int, total: int, what: str, limit: float | None = None) -> None:
+    """Raise MissingFiles when more than `limit` of `total` rows lacked a file."""
+    limit = MAX_MISSING_FRACTION if limit is None else limit
+    if total and missing / total > limit:
+        raise MissingFiles(
+            f"{missing} of {total} {what} have a missing image file (more than {limit:.0%}); "
+            "check the media storage."
+        )
+
+
+def _cache_root() -> Path:
+    return Path(settings.RFSTUDIO_CACHE_DIR) / "media"
+
+
+def file_path(field_file, storage=None) -> str | None:
+    """A local copy of a stored file (read with storage.open), or None when it is missing."""
     if not field_file or not field_file.name:
         return None
+    storage = storage or getattr(field_file, "storage", None) or default_storage
+    name = field_file.name
+    key = hashlib.sha256(f"{type(storage).__name__}:{name}".encode()).hexdigest()
+    local = _cache_root() / key[:2] / f"{key[2:20]}-{Path(name).name}"
+    if local.is_file():
+        return str(local)
     try:
-        path = default_storage.path(field_file.name)
-    except NotImplementedError:  # remote storage: the ML code needs local files
+        fh = storage.open(name, "rb")
+    except (FileNotFoundError, OSError):
         return None
-    return path if Path(path).is_file() else None
+    local.parent.mkdir(parents=True, exist_ok=True)
+    tmp = local.with_name(f".{local.name}.{uuid.uuid4().hex[:8]}")
+    try:
+        with fh, open(tmp, "wb") as out:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                out.write(chunk)
+        os.replace(tmp, local)  # atomic: concurrent readers see the whole file or none
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return str(local)
 
 
 def placement_of(creative: Creative):
-    """The product's box in the creative, (x0, y0, x1, y1) in creative pixels, if recorded."""
+    """The generator's *input* placement, (x0, y0, x1, y1) in creative pixels, if recorded.
+
+    Only `params["placement"]` counts: what a generation pipeline knows before generating. The
+    synthetic generator's `params["box"]` (the product's box after the defect was applied) is
+    never read: it encodes the label. Without a placement the product is localised from the
+    two images at preprocessing time (feedback/ml/localize.py)."""
     params = creative.params or {}
-    box = params.get("placement") or params.get("bbox") or params.get("box")
+    box = params.get("placement")
     if isinstance(box, dict):
         keys = ("x0", "y0", "x1", "y1")
         box = [box.get(k) for k in keys] if all(k in box for k in keys) else None
     if isinstance(box, list | tuple) and len(box) == 4:
         try:
-            return tuple(float(v) for v in box)
+            values = tuple(float(v) for v in box)
         except (TypeError, ValueError):
             return None
+        if values[2] > values[0] and values[3] > values[1]:
+            return values
     return None
 
 
@@ -49,7 +103,7 @@ def creative_sample(creative: Creative, label: int | None = None) -> Sample | No
         product_path=product,
         label=label,
         caption=creative.product.title or "",
-        group=creative.product.sku,
+        group=creative.product.group_key,
         placement=placement_of(creative),
     )
 
@@ -78,14 +132,24 @@ def row_samples(
     rows: Sequence[DatasetItem], class_names: Sequence[str]
 ) -> tuple[list[DatasetItem], list[Sample]]:
     """Labelled samples for dataset rows; rows whose label is not a class of the model, or whose
-    files are missing, are left out (the caller reports the counts)."""
+    files are missing, are left out (see `row_samples_counted` for the counts)."""
+    kept, samples, _ = row_samples_counted(rows, class_names)
+    return kept, samples
+
+
+def row_samples_counted(
+    rows: Sequence[DatasetItem], class_names: Sequence[str]
+) -> tuple[list[DatasetItem], list[Sample], int]:
+    """(kept rows, their samples, number of rows left out because a file is missing)."""
     index = {slug: i for i, slug in enumerate(class_names)}
-    kept, samples = [], []
+    kept, samples, missing = [], [], 0
     for row in rows:
         if row.label not in index:
             continue
         sample = creative_sample(row.creative, label=index[row.label])
-        if sample is not None:
+        if sample is None:
+            missing += 1
+        else:
             kept.append(row)
             samples.append(sample)
-    return kept, samples
+    return kept, samples, missing

@@ -35,7 +35,7 @@ CLASSES = (
     "shape_hallucination",
 )
 GENERATOR = "rfstudio-synthetic"
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: params.placement (input placement)
 PRODUCT_SIDE = 384  # side of the square cut-out canvas written per SKU
 _WORK_SIDE = 320  # longest side of the tight crop the scenes are rendered from
 
@@ -165,6 +165,7 @@ class ProductSource:
     colors: list = field(default_factory=list)  # [(rgb 0..1, share)]
     origin: str = "procedural"
     kind: str = ""
+    family: str = ""  # product line shared by colourway variants (splits group by it)
 
     def render(self, w: int, h: int) -> np.ndarray:
         """The product resized to (w, h): float32 [h, w, 4], straight RGB + alpha in 0..1."""
@@ -195,10 +196,12 @@ def _canvas(crop: Image.Image, side: int = PRODUCT_SIDE) -> Image.Image:
     return out
 
 
-def _make_source(sku, title, category, crop, origin, kind) -> ProductSource:
+def _make_source(sku, title, category, crop, origin, kind, family="") -> ProductSource:
     crop = _fit(_tight(crop), _WORK_SIDE)
     colors = dominant_colors(np.asarray(crop))
-    return ProductSource(sku, title, category, _canvas(crop), crop, colors, origin, kind)
+    return ProductSource(
+        sku, title, category, _canvas(crop), crop, colors, origin, kind, family or sku
+    )
 
 
 def _recolor(img: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, str]:
@@ -255,6 +258,7 @@ def _shared_sources(shared_dir: Path, variants: int) -> list[ProductSource]:
                     img,
                     "shared",
                     Path(entry["file"]).stem,
+                    family=entry["sku"],  # colourways of one product are one family
                 )
             )
     return out
@@ -1314,6 +1318,7 @@ class SyntheticExample:
     params: dict
     seed: int
     mask: Image.Image | None = None  # product pixels as pasted (L), without grafted parts
+    family: str = ""  # the product's family (colourway variants share it)
     extra_mask: Image.Image | None = None  # shape_hallucination: the grafted pixels (L)
 
 
@@ -1378,6 +1383,10 @@ def generate_example(
     pw, ph = _product_size(product, s, S)
     layer = product.render(pw, ph)
     src_area = float(layer[..., 3].sum())
+    # The intact cut-out's opaque box inside the layer, tracked through the defects that move
+    # or pad the layer: the generator's *input* placement is recorded from it, never from the
+    # damaged result (that box would leak the label).
+    intact = list(_alpha_bbox(layer[..., 3]) or (0, 0, pw, ph))
     dx = dy = 0
     extra_mask_info = None
 
@@ -1386,11 +1395,14 @@ def generate_example(
         img = Image.fromarray((np.clip(layer, 0, 1) * 255).astype(np.uint8), "RGBA")
         img = img.rotate(tilt, Image.BILINEAR, expand=True)
         layer = np.asarray(img, np.float32) / 255.0
+        ox, oy = (layer.shape[1] - pw) / 2, (layer.shape[0] - ph) / 2  # rotation keeps the centre
+        intact = [intact[0] + ox, intact[1] + oy, intact[2] + ox, intact[3] + oy]
         # The "product pixels" after a rotation are the rotated cut-out itself.
     product_alpha_layer = None
     if defect == "shape_hallucination":
         orig_a = layer[..., 3].copy()
         layer, (dx, dy), hall = _hallucinate(layer, rng, product.colors, S)
+        intact = [intact[0] + dx, intact[1] + dy, intact[2] + dx, intact[3] + dy]
         params["hallucination"] = hall
         product_alpha_layer = np.zeros(layer.shape[:2], np.float32)
         product_alpha_layer[dy : dy + orig_a.shape[0], dx : dx + orig_a.shape[1]] = orig_a
@@ -1588,6 +1600,16 @@ def generate_example(
     vis = _alpha_bbox(mask)
     params.update(
         {
+            # Where the layout step put the intact product (what a generation pipeline knows
+            # before generating): a legitimate model input.
+            "placement": [
+                int(round(lx + intact[0])),
+                int(round(ly + intact[1])),
+                int(round(lx + intact[2])),
+                int(round(ly + intact[3])),
+            ],
+            # Ground-truth geometry of the result (after the defect): for tests and analysis
+            # only, never a model input (it encodes the label).
             "box": [int(v) for v in box],
             "visible_box": [int(v) for v in vis] if vis else None,
             "scale": round(float(max(box[2] - box[0], box[3] - box[1]) / S), 4),
@@ -1614,6 +1636,7 @@ def generate_example(
         product=product.image,
         label=defect,
         sku=product.sku,
+        family=product.family or product.sku,
         title=product.title,
         category=product.category,
         prompt=prompt,
@@ -1783,6 +1806,7 @@ def _manifest_row(ex: SyntheticExample, index: int, seed: int, with_labels: bool
         "image": f"creatives/{eid}.png",
         "product_image": f"products/{_safe(ex.sku)}.png",
         "sku": ex.sku,
+        "family": ex.family,
         "title": ex.title,
         "category": ex.category,
         "prompt": ex.prompt,

@@ -209,6 +209,11 @@ class CachedDataset(torch.utils.data.Dataset):
 
     Augmentation (train only): horizontal flip and a small translation, applied identically to
     every image modality; no colour changes (they would erase "indistinctiveness").
+
+    Modality dropout (train only): the optional inputs are randomly removed the way they are
+    missing at serving time: the product's placement (`placed` and the placement channel of
+    `mask` set to zero, as when the product is not found in the creative) with probability
+    `drop_placement`, the caption (empty string) with probability `drop_caption`.
     """
 
     def __init__(
@@ -220,6 +225,8 @@ class CachedDataset(torch.utils.data.Dataset):
         augment: bool = False,
         hflip: bool = True,
         translate: float = 0.05,
+        drop_placement: float = 0.0,
+        drop_caption: float = 0.0,
     ) -> None:
         if len(samples) != cache.n:
             raise ValueError("samples do not match the cache")
@@ -234,6 +241,8 @@ class CachedDataset(torch.utils.data.Dataset):
         self.augment = augment
         self.hflip = hflip
         self.max_shift = int(round(translate * cache.image_size))
+        self.drop_placement = float(drop_placement)
+        self.drop_caption = float(drop_caption)
 
     def __len__(self) -> int:
         return self.cache.n
@@ -255,7 +264,21 @@ class CachedDataset(torch.utils.data.Dataset):
         batch["label"] = torch.from_numpy(self.labels[idx])
         if self.want_caption:
             batch["caption"] = [self.captions[i] for i in idx]
+        if self.augment:
+            self._drop_modalities(batch, len(idx))
         return batch
+
+    def _drop_modalities(self, batch: dict[str, Any], n: int) -> None:
+        if self.drop_placement > 0:
+            drop = torch.rand(n) < self.drop_placement
+            if drop.any():
+                if "placed" in batch:
+                    batch["placed"][drop] = 0
+                if "mask" in batch:
+                    batch["mask"][drop, 1] = 0
+        if self.drop_caption > 0 and "caption" in batch:
+            drop = (torch.rand(n) < self.drop_caption).tolist()
+            batch["caption"] = ["" if d else c for c, d in zip(batch["caption"], drop, strict=True)]
 
     def _augment(self, batch: dict[str, Any], n: int) -> None:
         flips, shifts = self.draw_augmentation(n)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .localize import locate_product
 from .maps import placed_product, sobel_edges, spectral_residual_saliency, to_gray
 
 PIXEL_MODALITIES = ("image", "product", "placed", "mask", "edges", "saliency")
@@ -51,11 +52,21 @@ def process_images(
     product: Image.Image,
     size: int,
     placement: Sequence[float] | None = None,
+    *,
+    localize: bool = True,
 ) -> dict[str, np.ndarray]:
-    """PIL creative + PIL cut-out → {modality: (C, size, size) uint8}."""
+    """PIL creative + PIL cut-out → {modality: (C, size, size) uint8}.
+
+    placement: the generator's input placement (x0, y0, x1, y1) if known; otherwise the product
+    is localised in the creative (`localize.locate_product`); zeros when it is not found."""
     rgb_full = creative.convert("RGB")
     image = np.asarray(rgb_full.resize((size, size), Image.BILINEAR), dtype=np.uint8)
     prod = letterbox_rgba(product, size)
+    if placement is None and localize:
+        # No placement from the generator: find the product in the creative from the two
+        # images, so every creative has the same inputs whoever generated it.
+        found = locate_product(rgb_full, product)
+        placement = found.box if found is not None else None
     if placement is not None:
         pl = placed_product(product, placement, rgb_full.size).resize((size, size), Image.BILINEAR)
         placed = np.asarray(pl, dtype=np.uint8).copy()
