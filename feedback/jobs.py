@@ -237,9 +237,12 @@ def run_score(ctx) -> dict:
     project = Project.objects.filter(slug=params["project"]).first() if params["project"] else None
     batch_size = int(params["batch_size"])
     cursor_file = Path(ctx.work_dir) / "cursor.json"
-    last_id = 0
+    last_id = done = scored = missing = 0
     if cursor_file.exists():
-        last_id = int(json.loads(cursor_file.read_text()).get("last_id", 0))
+        # The counts travel with the cursor: a retried run still knows what was missing.
+        cursor = json.loads(cursor_file.read_text())
+        last_id = int(cursor.get("last_id", 0))
+        done, scored, missing = (int(cursor.get(k, 0)) for k in ("done", "scored", "missing"))
         ctx.reporter.log(f"Resuming after creative {last_id}.")
     creatives = Creative.objects.all()
     if project is not None:
@@ -249,10 +252,9 @@ def run_score(ctx) -> dict:
             id__in=CreativeScore.objects.filter(model=model).values("creative_id")
         )
     pending = creatives.filter(id__gt=last_id).order_by("id")
-    total = pending.count()
-    ctx.reporter.progress(0, total, phase=f"scoring with {model.name}")
+    total = pending.count() + done
+    ctx.reporter.progress(done, total, phase=f"scoring with {model.name}")
     scorer = Scorer.from_pretrained(model.checkpoint_path, device=ctx.device)
-    done = scored = missing = 0
     while True:
         chunk = list(pending.filter(id__gt=last_id).select_related("product")[: batch_size * 4])
         if not chunk:
@@ -264,7 +266,8 @@ def run_score(ctx) -> dict:
         missing += len(absent)
         last_id = chunk[-1].pk
         done += len(chunk)
-        cursor_file.write_text(json.dumps({"last_id": last_id}))  # after the rows are stored
+        cursor = {"last_id": last_id, "done": done, "scored": scored, "missing": missing}
+        cursor_file.write_text(json.dumps(cursor))  # after the rows are stored
         ctx.reporter.progress(done, total, phase=f"scoring with {model.name}")
     if missing:
         ctx.reporter.log(f"{missing} creatives skipped: image file missing.")

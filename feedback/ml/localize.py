@@ -70,7 +70,7 @@ def locate_product(
     creative: Image.Image,
     product: Image.Image,
     *,
-    work_side: int = 128,
+    work_side: int = 112,
     min_score: float = MIN_SCORE,
 ) -> Localization | None:
     """The box of the product's opaque pixels in the creative, or None when not found."""
@@ -104,12 +104,12 @@ def locate_product(
         return score - NOISE_MARGIN / np.sqrt(max(mask.sum(), 1.0)), x, y, tw, th
 
     best = (-2.0, 0, 0, 0, 0, 0.0)
-    for s in _scales(MIN_SCALE, MAX_SCALE, 22):
+    for s in _scales(MIN_SCALE, MAX_SCALE, 16):
         score, x, y, tw, th = at_scale(float(s))
         if score > best[0]:
             best = (score, x, y, tw, th, float(s))
     s0 = best[5]
-    for s in _scales(s0 / 1.08, s0 * 1.08, 5):
+    for s in _scales(s0 / 1.1, s0 * 1.1, 4):
         score, x, y, tw, th = at_scale(float(s))
         if score > best[0]:
             best = (score, x, y, tw, th, float(s))
