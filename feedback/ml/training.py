@@ -235,6 +235,7 @@ def train(
                 samples,
                 cache_dir,
                 cfg.image_size,
+                modalities=cfg.modalities,  # only what this model reads is cached
                 depth_model_path=depth,
                 workers=tc.cache_workers,
                 log=reporter.log,

@@ -180,3 +180,30 @@ def test_roberta_caption_folder_round_trip(tmp_path):
         preset("tiny", text_encoder=str(folder), text_config=None, freeze_text_encoder=True)
     )
     assert not any(p.requires_grad for p in frozen.caption.encoder.parameters())
+
+
+def test_cache_stores_each_product_once_and_only_needed_inputs(random_samples, tmp_path):  # noqa: F811
+    from feedback.ml.data import Sample as S
+
+    base = random_samples[:4]
+    # 12 creatives of 4 products: product maps are stored 4 times, not 12
+    samples = [
+        S(s.creative_path, base[k % 4].product_path, 0) for k, s in enumerate(random_samples[:12])
+    ]
+    cache = build_cache(samples, tmp_path, 32, workers=1)
+    assert cache.n == 12 and cache.n_products == 4
+    assert (tmp_path / cache.path.name / "product.u8").stat().st_size == 4 * 4 * 32 * 32
+    prod = cache.array("product")
+    assert np.array_equal(prod[0], prod[4]) and np.array_equal(prod[1], prod[9])
+    # the assembled maps equal the uncached preprocessing
+    from feedback.ml.data import sample_arrays
+
+    ref = sample_arrays(samples[5], 32)
+    for m in ("image", "product", "placed", "mask", "edges", "saliency"):
+        assert np.array_equal(cache.rows(m, np.array([5]))[0], ref[m]), m
+    # an image-only model caches the image only
+    image_only = build_cache(samples, tmp_path, 32, modalities=["image"], workers=1)
+    assert image_only.arrays == ["image"] and image_only.path != cache.path
+    assert not (image_only.path / "placed.u8").exists()
+    with pytest.raises(ValueError, match="lacks"):
+        CachedDataset(image_only, samples, ["image", "product"])
