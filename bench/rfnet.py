@@ -145,7 +145,7 @@ def run(name: str, cfg, tc: TrainConfig, splits, out: Path) -> dict:
 # Held out of training in the leave-out protocol (test only).
 HELDOUT_KINDS = ("mug", "lamp")  # procedural product kinds: every product of the kind
 HELDOUT_MECHANISMS = {
-    "unsuitable": ("slice",),  # train: frame cuts and chunks
+    "unsuitable": ("torn", "occluded"),  # train: frame cuts, chunks and slices
     "space_mismatch": ("wall",),  # train: floating (with or without tilt)
     "shape_hallucination": ("handle", "top"),  # train: pedestal, legs, extrude
 }

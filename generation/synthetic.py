@@ -1409,9 +1409,15 @@ def generate_example(
         extra = (layer[..., 3] > 0.5) & (product_alpha_layer < 0.5)
         extra_mask_info = int(extra.sum())
     if defect == "unsuitable":
-        variant = str(rng.choice(["frame", "frame", "frame_bottom", "chunk", "chunk", "slice"]))
+        # Independent mechanisms: cut by the frame, a bite or a straight slice removed, torn
+        # along a ragged line, or hidden behind a foreground object (drawn after the paste).
+        variant = str(
+            rng.choice(
+                ["frame", "frame", "frame_bottom", "chunk", "chunk", "slice", "torn", "occluded"]
+            )
+        )
         params["truncation"] = {"kind": variant}
-        if variant in ("chunk", "slice"):
+        if variant in ("chunk", "slice", "torn"):
             layer, info = _remove_chunk(layer, rng, variant)
             params["truncation"].update(info)
     if product_alpha_layer is None:
@@ -1572,6 +1578,8 @@ def generate_example(
     pa = np.zeros(layer.shape[:2], np.float32)
     pa[:] = product_alpha_layer
     _paste_alpha(mask, pa, lx, ly)
+    if params.get("truncation", {}).get("kind") == "occluded":
+        params["truncation"].update(_occlude(img, mask, rng, wall, surface, S))
     extra_img = None
     if defect == "shape_hallucination":
         extra = np.zeros((S, S), np.float32)
@@ -1683,6 +1691,41 @@ def _product_texture(layer, rng, S) -> np.ndarray:
     return np.asarray(big, np.float32) / 255.0
 
 
+def _occlude(img, mask, rng, wall, surface, S) -> dict:
+    """Hide 35-60% of the product behind a foreground object (a box or vase in a scene-like
+    colour, with its own shading) and drop the hidden pixels from the product mask."""
+    bb = _alpha_bbox(mask)
+    if bb is None:
+        return {"occluded_fraction": 0.0}
+    x0, y0, x1, y1 = bb
+    total = float(mask.sum())
+    yy = np.arange(S, dtype=np.float32)[:, None]
+    xx = np.arange(S, dtype=np.float32)[None, :]
+    shape = str(rng.choice(["box", "vase"]))
+    occ = np.zeros((S, S), np.float32)
+    for _ in range(8):
+        w = (x1 - x0) * rng.uniform(0.45, 0.8)
+        cx = rng.choice([x0 + w * 0.3, x1 - w * 0.3])
+        top = y0 + (y1 - y0) * rng.uniform(0.15, 0.5)
+        if shape == "box":
+            occ = ((np.abs(xx - cx) <= w / 2) & (yy >= top)).astype(np.float32)
+        else:
+            r = np.clip((yy - top) / max(1.0, S - top), 0, 1)
+            half = w / 2 * (0.6 + 0.6 * np.sin(np.pi * np.minimum(r * 1.6, 1.0)))
+            occ = ((np.abs(xx - cx) <= half) & (yy >= top)).astype(np.float32)
+        hidden = float((mask * occ).sum()) / max(total, 1e-6)
+        if 0.35 <= hidden <= 0.7:
+            break
+    base = np.clip(
+        (wall * 0.4 + surface * 0.6) * rng.uniform(0.6, 1.2) + rng.uniform(-0.1, 0.1, 3), 0, 1
+    ).astype(np.float32)
+    shade = np.clip(0.85 + 0.3 * (xx - xx.mean()) / S, 0.6, 1.2)
+    layer = base[None, None, :] * shade[..., None]
+    img[:] = img * (1 - occ[..., None]) + layer * occ[..., None]
+    mask *= 1 - occ
+    return {"occluder": shape, "occluded_fraction": round(hidden, 4)}
+
+
 def _remove_chunk(layer, rng, variant):
     """Cut part of the product away (a straight slice through it or a bite out of a side)."""
     h, w = layer.shape[:2]
@@ -1693,7 +1736,19 @@ def _remove_chunk(layer, rng, variant):
     bb = _alpha_bbox(a)
     x0, y0, x1, y1 = bb
     for _ in range(8):
-        if variant == "slice":
+        if variant == "torn":
+            # A ragged tear: a random walk across the product, the far side gone.
+            ang = rng.uniform(-math.pi * 0.9, -math.pi * 0.1)
+            nx, ny = math.cos(ang), math.sin(ang)
+            frac = rng.uniform(0.3, 0.5)
+            proj = (xx - (x0 + x1) / 2) * nx + (yy - (y0 + y1) / 2) * ny
+            along = (xx - (x0 + x1) / 2) * -ny + (yy - (y0 + y1) / 2) * nx
+            steps = np.cumsum(rng.normal(0, 1.0, 256)) * max(1.0, (x1 - x0) / 60)
+            k = np.clip((along - along.min()) / max(1e-6, np.ptp(along)) * 255, 0, 255)
+            proj = proj + steps[k.astype(int)]
+            t = np.quantile(proj[a > 0.5], 1 - frac)
+            keep = (proj < t).astype(np.float32)
+        elif variant == "slice":
             # A straight cut through the upper/side part: the product keeps its base.
             ang = rng.uniform(-math.pi * 0.85, -math.pi * 0.15)  # normal pointing up-ish
             nx, ny = math.cos(ang), math.sin(ang)
