@@ -4,8 +4,8 @@ Rules (docs/datasets.md): every finished item (status done) gets its consensus r
 live (non-discarded) annotations: majority wins, the QA-adjudicated label wins over any vote, a tie
 for first place is excluded and counted. Items whose agreement (share of votes for the label) is
 below `min_agreement` are excluded and counted (adjudicated items are exempt: QA decided). Gold
-items count only when annotators labeled them. The split is grouped by product SKU so no product
-appears in two splits.
+items count only when annotators labeled them. The split is grouped by product family
+(`Product.family`, the SKU when empty) so no product, nor a colourway of it, appears in two splits.
 """
 
 from __future__ import annotations
@@ -117,13 +117,19 @@ def create_dataset_version(
     items = (
         Item.objects.filter(project=project, status=Item.Status.DONE)
         .values_list(
-            "id", "creative_id", "creative__product__sku", "is_gold", "adjudicated_label_id"
+            "id",
+            "creative_id",
+            "creative__product__sku",
+            "creative__product__family",
+            "is_gold",
+            "adjudicated_label_id",
         )
         .order_by("id")
     )
     excluded = Counter()
     kept: list[tuple[int, int, str, int, int, float]] = []
-    for item_id, creative_id, sku, is_gold, adjudicated in items.iterator(chunk_size=20000):
+    for item_id, creative_id, sku, family, is_gold, adjudicated in items.iterator(chunk_size=20000):
+        sku = family or sku  # the split's group: the product family
         counts = votes.get(item_id, {})
         label, agree, n = item_state.consensus_of(counts, adjudicated)
         if label is None:

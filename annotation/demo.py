@@ -176,6 +176,7 @@ def _import_creatives(*, project, creatives, labeled, gold, size, seed, result: 
                 image_path=Path(tmp) / row["product_image"],
                 title=row["title"],
                 category=row["category"],
+                family=row.get("family", ""),
             )
             creative, _ = gen_services.create_creative(
                 product=product,

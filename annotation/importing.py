@@ -45,6 +45,7 @@ STRING_FIELDS = {
     "sku": 128,
     "title": 500,
     "category": 200,
+    "family": 128,
     "prompt": None,
     "negative_prompt": None,
     "generator": 200,
@@ -548,6 +549,7 @@ def _write(
                 height=info.height,
                 title=first.data.get("title") or "",
                 category=first.data.get("category") or "",
+                family=first.data.get("family") or sku,
             )
         )
     creative_rows: dict[str, gen_services.CreativeRow] = {}

@@ -16,7 +16,7 @@ from core.roles import ML_ENGINEER, QA, has_role
 from generation.models import Creative
 
 from . import selectors, services
-from .inference import Upload, score_uploads
+from .inference import Upload, parse_placement, score_uploads
 from .models import CreativeScore, Evaluation, FeedbackModel
 
 
@@ -117,6 +117,12 @@ class ScoreUploadsRequestSerializer(serializers.Serializer):
     )
     caption = serializers.ListField(
         child=serializers.CharField(allow_blank=True), required=False, help_text="One per image."
+    )
+    placement = serializers.ListField(
+        child=serializers.CharField(allow_blank=True),
+        required=False,
+        help_text="Optional, one per image: the generator's input placement 'x0,y0,x1,y1' "
+        "(creative pixels). Without it the product is localised in the image.",
     )
     model = serializers.CharField(
         required=False, default="active", help_text="A model name, `active` or `latest`."
@@ -245,11 +251,17 @@ class ScoreUploadsView(APIView):
                 },
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        uploads = [
-            Upload(image=img, product=prod, caption=captions[i] if i < len(captions) else "")
-            for i, (img, prod) in enumerate(zip(images, products, strict=True))
-        ]
+        placements = request.data.getlist("placement") if hasattr(request.data, "getlist") else []
         try:
+            uploads = [
+                Upload(
+                    image=img,
+                    product=prod,
+                    caption=captions[i] if i < len(captions) else "",
+                    placement=parse_placement(placements[i] if i < len(placements) else "", i),
+                )
+                for i, (img, prod) in enumerate(zip(images, products, strict=True))
+            ]
             results = score_uploads(model=model, uploads=uploads)
         except ValidationError as exc:
             return Response({"detail": " ".join(exc.messages)}, status=status.HTTP_400_BAD_REQUEST)

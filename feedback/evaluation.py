@@ -24,10 +24,14 @@ def evaluate_rows(scorer, rows: Sequence, class_names: Sequence[str], *, batch_s
             "No evaluable items: the rows are empty, their images are missing, or their labels "
             f"are not classes of the model ({', '.join(class_names)})."
         )
-    probs = np.asarray(scorer.score(samples, batch_size=batch_size), dtype=np.float64)
+    detailed = scorer.score_detailed(samples, batch_size=batch_size)
+    probs = np.asarray(detailed["probs"], dtype=np.float64)  # calibrated
     y_true = [s.label for s in samples]
     report = classification_report(y_true, probs, list(class_names))
     report = _jsonable(report)
+    if "logits" in detailed and scorer.calibration is not None:
+        raw = classification_report(y_true, _softmax(detailed["logits"]), list(class_names))
+        report["ece_uncalibrated"] = _jsonable(raw["ece"])
     report["calibration"] = calibration_bins(y_true, probs)
     predictions = [class_names[i] for i in probs.argmax(axis=1)]
     votes = votes_by_item([r.item_id for r in kept])
@@ -36,6 +40,13 @@ def evaluate_rows(scorer, rows: Sequence, class_names: Sequence[str], *, batch_s
     report["skipped"] = len(rows) - len(samples)
     report["class_names"] = list(class_names)
     return report
+
+
+def _softmax(logits) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
 
 
 def evaluate_version(scorer, version, class_names, *, split: str = "test", batch_size=32) -> dict:

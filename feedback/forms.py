@@ -49,6 +49,28 @@ class TrainParamsForm(DefaultsForm):
         initial="",
         help_text="Optional local folder of a pretrained transformers vision model.",
     )
+    text_encoder = forms.CharField(
+        required=False,
+        initial="",
+        help_text="Optional local folder of a transformers text encoder + tokenizer (e.g. "
+        "RoBERTa); empty: the preset's tiny encoder.",
+    )
+    depth_model = forms.CharField(
+        required=False,
+        initial="",
+        help_text="Optional local folder of a transformers depth model (adds the depth maps).",
+    )
+    freeze_text_encoder = forms.NullBooleanField(initial=False, required=False)
+    freeze_backbones = forms.NullBooleanField(
+        initial=False, required=False, help_text="Freeze pretrained vision backbones."
+    )
+    lr_pretrained = forms.FloatField(
+        min_value=0.0,
+        max_value=1.0,
+        initial=1e-4,
+        required=False,
+        help_text="Learning rate of pretrained parts (backbone / text encoder folders).",
+    )
     epochs = forms.IntegerField(min_value=1, max_value=1000, initial=10, required=False)
     batch_size = forms.IntegerField(min_value=1, max_value=4096, initial=32, required=False)
     lr = forms.FloatField(min_value=1e-7, max_value=1.0, initial=1e-3, required=False)
@@ -78,6 +100,23 @@ class TrainParamsForm(DefaultsForm):
 
     def clean_dataset(self):
         return _clean_dataset(self.cleaned_data.get("dataset"))
+
+    def _clean_folder(self, name: str) -> str:
+        from pathlib import Path
+
+        value = (self.cleaned_data.get(name) or "").strip()
+        if value and not Path(value).is_dir():
+            raise forms.ValidationError(f"Folder {value!r} does not exist on this host.")
+        return value
+
+    def clean_backbone(self):
+        return self._clean_folder("backbone")
+
+    def clean_text_encoder(self):
+        return self._clean_folder("text_encoder")
+
+    def clean_depth_model(self):
+        return self._clean_folder("depth_model")
 
 
 class EvaluateParamsForm(DefaultsForm):

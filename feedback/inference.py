@@ -16,6 +16,24 @@ from .analysis import summarize
 from .models import FeedbackModel
 
 MAX_UPLOADS = 8
+
+
+def parse_placement(value: str, index: int):
+    """'x0,y0,x1,y1' (creative pixels) → a tuple, '' → None; a bad value is a ValidationError."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        box = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4 or box[2] <= box[0] or box[3] <= box[1]:
+        raise ValidationError(
+            f"Upload {index}: placement {value!r} must be 'x0,y0,x1,y1' with x1 > x0 and y1 > y0."
+        )
+    return box
+
+
 MAX_SIDE = 4096
 
 _scorers: OrderedDict = OrderedDict()
@@ -27,6 +45,7 @@ class Upload:
     image: object  # an UploadedFile
     product: object
     caption: str = ""
+    placement: tuple[float, float, float, float] | None = None  # the generator's input box
 
 
 def _open(upload, what: str, index: int) -> Image.Image:
@@ -76,12 +95,12 @@ def score_uploads(*, model: FeedbackModel, uploads: list[Upload], device: str | 
             f"At most {MAX_UPLOADS} images per request; use a scoring job for more."
         )
     opened = [
-        (_open(u.image, "image", i), _open(u.product, "product", i), u.caption)
+        (_open(u.image, "image", i), _open(u.product, "product", i), u.caption, u.placement)
         for i, u in enumerate(uploads)
     ]
     with tempfile.TemporaryDirectory(prefix="rfnet-score-") as tmp:
         samples = []
-        for i, (image, product, caption) in enumerate(opened):
+        for i, (image, product, caption, placement) in enumerate(opened):
             image_path = Path(tmp) / f"{i}-image.png"
             product_path = Path(tmp) / f"{i}-product.png"
             image.convert("RGB").save(image_path)
@@ -91,6 +110,7 @@ def score_uploads(*, model: FeedbackModel, uploads: list[Upload], device: str | 
                     creative_path=str(image_path),
                     product_path=str(product_path),
                     caption=caption or "",
+                    placement=placement,
                 )
             )
         probs = get_scorer(model, device).score(samples, batch_size=len(samples))

@@ -50,6 +50,7 @@ def train_config_from_params(params: dict, *, device: str):
         seed=params["seed"],
         mixed_precision="auto" if params.get("mixed_precision", True) else "no",
         early_stopping_patience=patience or None,
+        lr_pretrained=params.get("lr_pretrained") or None,
         # Decoded images are cached by content hash, shared by every job on this host.
         cache_dir=str(settings.RFSTUDIO_CACHE_DIR / "rfnet"),
         device=device,
@@ -62,7 +63,7 @@ def run_train(ctx) -> dict:
     from .ml import training
     from .ml.presets import preset
     from .ml.scoring import Scorer
-    from .samples import dataset_rows, row_samples
+    from .samples import check_missing, dataset_rows, row_samples_counted
 
     params = ctx.params
     existing = FeedbackModel.objects.filter(job=ctx.job).first()
@@ -72,47 +73,71 @@ def run_train(ctx) -> dict:
     schema = version.project.schema
     class_names = schema_class_names(schema)
     splits = {}
+    missing = total = 0
     for split in ("train", "val", "test"):
         rows = dataset_rows(version, [split])
-        kept, samples = row_samples(rows, class_names)
+        kept, samples, absent = row_samples_counted(rows, class_names)
         splits[split] = (kept, samples)
-        ctx.reporter.log(f"{split}: {len(samples)} samples ({len(rows) - len(samples)} skipped)")
+        missing += absent
+        total += len(rows)
+        ctx.reporter.log(
+            f"{split}: {len(samples)} samples ({absent} missing files, "
+            f"{len(rows) - len(samples) - absent} with labels outside the model's classes)"
+        )
+    check_missing(missing=missing, total=total, what="dataset rows")
     if not splits["train"][1]:
         raise ValueError(f"Dataset version {version.name} has no usable training items.")
-    # Early stopping and the final evaluation need held-out data; tiny datasets may lack it.
-    val = splits["val"][1] or splits["test"][1] or splits["train"][1]
+    # Calibration and checkpoint selection need held-out data and must never see `test`:
+    # without a val split, an explicit share of train's product families is carved out.
+    val_source = "val"
+    train_samples, val = splits["train"][1], splits["val"][1]
+    if not val:
+        train_samples, val = carve_out_val(train_samples, seed=params["seed"])
+        val_source = "carved_from_train"
+        ctx.reporter.log(
+            f"No val split: {len(val)} training items ({len({s.group for s in val})} product "
+            "families) held out for checkpoint selection and calibration."
+        )
     test_rows, test = splits["test"]
+    eval_split = "test"
     if not test:
-        test_rows, test = splits["val"] if splits["val"][1] else splits["train"]
-        ctx.reporter.log("No test split: the final evaluation uses held-out val (or train) rows.")
+        eval_split = val_source
+        test_rows = [r for r in splits["val"][0]] if splits["val"][1] else []
+        ctx.reporter.log("No test split: the figures below are on held-out val items.")
 
-    overrides = {"class_names": class_names}
-    backbone = (params.get("backbone") or "").strip()
-    if backbone:
-        from .ml.config import BackboneConfig
-
-        overrides["image_backbone"] = BackboneConfig(kind="pretrained", path=backbone)
-        overrides["condition_backbone"] = BackboneConfig(kind="pretrained", path=backbone)
+    overrides = model_overrides(params, class_names)
     model_config = preset(params["preset"], len(class_names), **overrides)
     train_config = train_config_from_params(params, device=ctx.device)
     result = training.train(
         model_config=model_config,
         train_config=train_config,
-        train=splits["train"][1],
+        train=train_samples,
         val=val,
-        test=test,
+        test=test or None,
         out_dir=Path(ctx.work_dir) / "train",
         reporter=ctx.reporter,
         resume=True,
     )
     ctx.reporter.progress(0, None, phase="final evaluation")
     scorer = Scorer.from_pretrained(result.best_dir, device=ctx.device)
-    metrics = evaluate_rows(scorer, test_rows, class_names, batch_size=params["batch_size"])
-    metrics["split"] = "test" if splits["test"][1] else "heldout"
+    if test_rows:
+        metrics = evaluate_rows(scorer, test_rows, class_names, batch_size=params["batch_size"])
+    else:  # carved-out val: report the training loop's figures on it
+        metrics = dict(_plain(result.metrics.get("val") or {}))
+    metrics["split"] = eval_split
     metrics["dataset"] = version.name
-    metrics["training"] = _plain({k: v for k, v in result.metrics.items() if k != "history"})
+    training_metrics = _plain({k: v for k, v in result.metrics.items() if k != "history"})
+    if training_metrics.get("calibration"):
+        training_metrics["calibration"]["val_source"] = val_source
+    metrics["training"] = training_metrics
     metrics["history"] = _plain(result.history)
-    metrics["sizes"] = {k: len(v[1]) for k, v in splits.items()}
+    metrics["sizes"] = {
+        "train": len(train_samples),
+        "val": len(val),
+        "test": len(test),
+        "missing_files": missing,
+    }
+    metrics["val_source"] = val_source
     model = services.register_model(
         name_prefix=f"rfnet-{params['preset'].replace('_', '-')}-{version.name}",
         schema=schema,
@@ -135,6 +160,49 @@ def run_train(ctx) -> dict:
         "accuracy": metrics.get("accuracy"),
         "macro_f1": metrics.get("macro_f1"),
     }
+
+
+def carve_out_val(samples, *, seed: int = 0, share: float = 0.1):
+    """(train, val): about `share` of the product families (Sample.group) move to val, at least
+    one; at least one family stays in train. Raises ValueError with fewer than two families."""
+    import random
+
+    groups = sorted({s.group or s.creative_path for s in samples})
+    if len(groups) < 2:
+        raise ValueError(
+            "The dataset version has no val split and its training items come from a single "
+            "product family, so none can be held out for calibration. Create the version with "
+            "a val ratio > 0."
+        )
+    random.Random(seed).shuffle(groups)
+    k = min(len(groups) - 1, max(1, round(share * len(groups))))
+    held = set(groups[:k])
+    train = [s for s in samples if (s.group or s.creative_path) not in held]
+    val = [s for s in samples if (s.group or s.creative_path) in held]
+    return train, val
+
+
+def model_overrides(params: dict, class_names: list[str]) -> dict:
+    """RFNetConfig overrides from job params: backbone / text encoder / depth folders, freezing."""
+    from .ml.config import BackboneConfig
+
+    overrides: dict = {"class_names": class_names}
+    backbone = (params.get("backbone") or "").strip()
+    if backbone:
+        overrides["image_backbone"] = BackboneConfig(kind="pretrained", path=backbone)
+        overrides["condition_backbone"] = BackboneConfig(kind="pretrained", path=backbone)
+    text_encoder = (params.get("text_encoder") or "").strip()
+    if text_encoder:
+        overrides["text_encoder"] = text_encoder
+        overrides["text_config"] = None  # resolved from the folder
+    depth = (params.get("depth_model") or "").strip()
+    if depth:
+        overrides["depth_model_path"] = depth
+    if params.get("freeze_text_encoder"):
+        overrides["freeze_text_encoder"] = True
+    if params.get("freeze_backbones"):
+        overrides["freeze_pretrained_backbones"] = True
+    return overrides
 
 
 def run_evaluate(ctx) -> dict:
@@ -162,16 +230,19 @@ def run_score(ctx) -> dict:
     from annotation.models import Project
 
     from .ml.scoring import Scorer
-    from .samples import creative_samples
+    from .samples import check_missing, creative_samples
 
     params = ctx.params
     model = resolve_model(params["model"])
     project = Project.objects.filter(slug=params["project"]).first() if params["project"] else None
     batch_size = int(params["batch_size"])
     cursor_file = Path(ctx.work_dir) / "cursor.json"
-    last_id = 0
+    last_id = done = scored = missing = 0
     if cursor_file.exists():
-        last_id = int(json.loads(cursor_file.read_text()).get("last_id", 0))
+        # The counts travel with the cursor: a retried run still knows what was missing.
+        cursor = json.loads(cursor_file.read_text())
+        last_id = int(cursor.get("last_id", 0))
+        done, scored, missing = (int(cursor.get(k, 0)) for k in ("done", "scored", "missing"))
         ctx.reporter.log(f"Resuming after creative {last_id}.")
     creatives = Creative.objects.all()
     if project is not None:
@@ -181,10 +252,9 @@ def run_score(ctx) -> dict:
             id__in=CreativeScore.objects.filter(model=model).values("creative_id")
         )
     pending = creatives.filter(id__gt=last_id).order_by("id")
-    total = pending.count()
-    ctx.reporter.progress(0, total, phase=f"scoring with {model.name}")
+    total = pending.count() + done
+    ctx.reporter.progress(done, total, phase=f"scoring with {model.name}")
     scorer = Scorer.from_pretrained(model.checkpoint_path, device=ctx.device)
-    done = scored = missing = 0
     while True:
         chunk = list(pending.filter(id__gt=last_id).select_related("product")[: batch_size * 4])
         if not chunk:
@@ -196,10 +266,13 @@ def run_score(ctx) -> dict:
         missing += len(absent)
         last_id = chunk[-1].pk
         done += len(chunk)
-        cursor_file.write_text(json.dumps({"last_id": last_id}))  # after the rows are stored
+        cursor = {"last_id": last_id, "done": done, "scored": scored, "missing": missing}
+        cursor_file.write_text(json.dumps(cursor))  # after the rows are stored
         ctx.reporter.progress(done, total, phase=f"scoring with {model.name}")
     if missing:
         ctx.reporter.log(f"{missing} creatives skipped: image file missing.")
+    # A scoring run that could not read its inputs must not look like a success.
+    check_missing(missing=missing, total=done, what="creatives")
     updated = _refresh_priorities(model, project)
     return {"model": model.name, "scored": scored, "missing": missing, "priorities": updated}
 
@@ -239,6 +312,10 @@ def _train_lineage(params: dict):
     inputs = {"dataset_version": version.name, "project": version.project.slug}
     if params.get("backbone"):
         inputs["base_model"] = params["backbone"]
+    if params.get("text_encoder"):
+        inputs["text_encoder"] = params["text_encoder"]
+    if params.get("depth_model"):
+        inputs["depth_model"] = params["depth_model"]
     return inputs, version
 
 

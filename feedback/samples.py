@@ -1,4 +1,10 @@
-"""Turn creatives and dataset rows into feedback.ml Samples (the only Django → ML bridge)."""
+"""Turn creatives and dataset rows into feedback.ml Samples (the only Django → ML bridge).
+
+Files are read through Django's storage API (generation.storage.local_path), so S3 or any other
+backend works: a remote file is copied once into a local cache (RFSTUDIO_CACHE_DIR/storage/; stored
+names are content-addressed, so a name never changes content) and the ML code reads the local copy.
+A file the storage does not have is counted as missing; the jobs fail past MAX_MISSING_FRACTION
+instead of succeeding."""
 
 from __future__ import annotations
 
@@ -10,28 +16,52 @@ from generation.storage import local_path
 
 from .ml.data import Sample
 
+# Share of rows whose files are missing above which training and scoring jobs fail.
+MAX_MISSING_FRACTION = 0.05
 
-def file_path(field_file) -> str | None:
-    """Local path of a stored file, or None when it is missing (nothing to score). Remote storage
-    (S3) is read through the storage API into a content-addressed local cache: the ML code
-    decodes local files (generation.storage)."""
+
+class MissingFiles(ValueError):
+    pass
+
+
+def check_missing(*, missing: int, total: int, what: str, limit: float | None = None) -> None:
+    """Raise MissingFiles when more than `limit` of `total` rows lacked a file."""
+    limit = MAX_MISSING_FRACTION if limit is None else limit
+    if total and missing / total > limit:
+        raise MissingFiles(
+            f"{missing} of {total} {what} have a missing image file (more than {limit:.0%}); "
+            "check the media storage."
+        )
+
+
+def file_path(field_file, storage=None) -> str | None:
+    """Local path of a stored file, or None when it is missing. Remote storage (S3) is read
+    through the storage API into a content-addressed local cache: the ML code decodes local files
+    (generation.storage)."""
     if not field_file or not field_file.name:
         return None
-    return local_path(field_file.name, storage=field_file.storage)
+    return local_path(field_file.name, storage=storage or field_file.storage)
 
 
 def placement_of(creative: Creative):
-    """The product's box in the creative, (x0, y0, x1, y1) in creative pixels, if recorded."""
+    """The generator's *input* placement, (x0, y0, x1, y1) in creative pixels, if recorded.
+
+    Only `params["placement"]` counts: what a generation pipeline knows before generating. The
+    synthetic generator's `params["box"]` (the product's box after the defect was applied) is
+    never read: it encodes the label. Without a placement the product is localised from the
+    two images at preprocessing time (feedback/ml/localize.py)."""
     params = creative.params or {}
-    box = params.get("placement") or params.get("bbox") or params.get("box")
+    box = params.get("placement")
     if isinstance(box, dict):
         keys = ("x0", "y0", "x1", "y1")
         box = [box.get(k) for k in keys] if all(k in box for k in keys) else None
     if isinstance(box, list | tuple) and len(box) == 4:
         try:
-            return tuple(float(v) for v in box)
+            values = tuple(float(v) for v in box)
         except (TypeError, ValueError):
             return None
+        if values[2] > values[0] and values[3] > values[1]:
+            return values
     return None
 
 
@@ -45,7 +75,7 @@ def creative_sample(creative: Creative, label: int | None = None) -> Sample | No
         product_path=product,
         label=label,
         caption=creative.product.title or "",
-        group=creative.product.sku,
+        group=creative.product.group_key,
         placement=placement_of(creative),
     )
 
@@ -74,14 +104,24 @@ def row_samples(
     rows: Sequence[DatasetItem], class_names: Sequence[str]
 ) -> tuple[list[DatasetItem], list[Sample]]:
     """Labelled samples for dataset rows; rows whose label is not a class of the model, or whose
-    files are missing, are left out (the caller reports the counts)."""
+    files are missing, are left out (see `row_samples_counted` for the counts)."""
+    kept, samples, _ = row_samples_counted(rows, class_names)
+    return kept, samples
+
+
+def row_samples_counted(
+    rows: Sequence[DatasetItem], class_names: Sequence[str]
+) -> tuple[list[DatasetItem], list[Sample], int]:
+    """(kept rows, their samples, number of rows left out because a file is missing)."""
     index = {slug: i for i, slug in enumerate(class_names)}
-    kept, samples = [], []
+    kept, samples, missing = [], [], 0
     for row in rows:
         if row.label not in index:
             continue
         sample = creative_sample(row.creative, label=index[row.label])
-        if sample is not None:
+        if sample is None:
+            missing += 1
+        else:
             kept.append(row)
             samples.append(sample)
-    return kept, samples
+    return kept, samples, missing

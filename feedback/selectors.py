@@ -55,6 +55,24 @@ def resolve_dataset(name: str) -> DatasetVersion:
     return version
 
 
+def p_available_by_creative(
+    *, creative_ids, model: FeedbackModel | None = None
+) -> dict[int, float]:
+    """The stored calibrated P(available) per creative (contract 1 of CONTRACTS.md).
+
+    `model` defaults to the active model (of the only schema with one); creatives the model has
+    not scored are absent from the result. The stored value is column `available` of the
+    calibrated probabilities (feedback.ml.calibration.apply_calibration), written by
+    services.store_scores."""
+    if model is None:
+        model = resolve_model("active")
+    ids = list(creative_ids)
+    rows = CreativeScore.objects.filter(model=model, creative_id__in=ids).values_list(
+        "creative_id", "p_available"
+    )
+    return {creative_id: float(p) for creative_id, p in rows}
+
+
 def model_list():
     return FeedbackModel.objects.select_related("schema", "dataset_version", "job")
 

@@ -165,12 +165,15 @@ def record_evaluation(
     return evaluation
 
 
-def apply_uncertainty_priorities(*, project: Project) -> int:
-    """Queue order for `uncertainty` projects: priority = 1 - uncertainty of the active model's
-    score (lower is served first). Items without a score keep their priority. Other orderings
-    are left alone (their priority means something else)."""
+def apply_uncertainty_priorities(*, project: Project, config=None) -> int:
+    """Queue order for `uncertainty` projects from the active model's CALIBRATED scores:
+    feedback.ml.active.order_items mixes uncertainty with a random share, caps items per
+    product per batch and keeps the audit slice out of uncertainty ordering; priority =
+    position / n (lower is served first, < 1). Unscored items keep their priority (1.0 after
+    set_project_ordering: behind the scored ones). Other orderings are left alone."""
     from annotation import services as annotation_services
 
+    from .ml.active import ActiveConfig, order_items
     from .selectors import active_model
 
     if project.ordering != Project.Ordering.UNCERTAINTY:
@@ -178,19 +181,29 @@ def apply_uncertainty_priorities(*, project: Project) -> int:
     model = active_model(schema=project.schema)
     if model is None:
         return 0
-    uncertainty = dict(
+    scored = dict(
         CreativeScore.objects.filter(
             model=model, creative_id__in=Item.objects.filter(project=project).values("creative_id")
         ).values_list("creative_id", "uncertainty")
     )
-    priorities = {
-        item_id: round(1.0 - uncertainty[creative_id], 6)
-        for item_id, creative_id in Item.objects.filter(project=project).values_list(
-            "id", "creative_id"
-        )
-        if creative_id in uncertainty
-    }
-    if not priorities:
+    rows = [
+        (item_id, creative_id, product_id)
+        for item_id, creative_id, product_id in Item.objects.filter(project=project)
+        .order_by("id")
+        .values_list("id", "creative_id", "creative__product_id")
+        if creative_id in scored
+    ]
+    if not rows:
         return 0
+    if config is None:
+        # settings.RFSTUDIO_ACTIVE_LEARNING: ActiveConfig fields (random_share, audit_share,
+        # product_cap, batch); the seed is the project's, so one project's order is stable.
+        options = dict(getattr(settings, "RFSTUDIO_ACTIVE_LEARNING", None) or {})
+        config = ActiveConfig(**{"seed": project.pk, **options})
+    positions = order_items(
+        [r[0] for r in rows], [scored[r[1]] for r in rows], [r[2] for r in rows], config
+    )
+    n = len(positions)
+    priorities = {item_id: round(pos / n, 9) for item_id, pos in positions.items()}
     annotation_services.set_item_priorities(project=project, priorities=priorities)
     return len(priorities)

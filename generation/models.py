@@ -8,6 +8,9 @@ class Product(models.Model):
     sku = models.CharField(max_length=128, unique=True)
     title = models.CharField(max_length=500, blank=True)
     category = models.CharField(max_length=200, blank=True, db_index=True)
+    # Product line shared by variants (colourways, sizes) that have their own SKUs; dataset
+    # splits group by it so no product is on both sides. The importer defaults it to the SKU.
+    family = models.CharField(max_length=128, blank=True, db_index=True)
     image = models.ImageField(upload_to="products/", max_length=500)
     sha256 = models.CharField(max_length=64, db_index=True)
     width = models.PositiveIntegerField(default=0)
@@ -19,6 +22,11 @@ class Product(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sku} {self.title}".strip()
+
+    @property
+    def group_key(self) -> str:
+        """What splits group by: the family, else the SKU."""
+        return self.family or self.sku
 
 
 class Creative(models.Model):

@@ -32,7 +32,9 @@ def store_content(*, prefix: str, sha256: str, extension: str, source_path=None,
     return name
 
 
-def get_or_create_product(*, sku: str, image_path: str | Path, title="", category="") -> Product:
+def get_or_create_product(
+    *, sku: str, image_path: str | Path, title="", category="", family=""
+) -> Product:
     """The product with this SKU, created (image validated and stored) when new."""
     existing = Product.objects.filter(sku=sku).first()
     if existing is not None:
@@ -47,6 +49,7 @@ def get_or_create_product(*, sku: str, image_path: str | Path, title="", categor
             defaults=dict(
                 title=title,
                 category=category,
+                family=family or sku,
                 image=name,
                 sha256=info.sha256,
                 width=info.width,
@@ -98,6 +101,7 @@ class ProductRow:
     height: int
     title: str = ""
     category: str = ""
+    family: str = ""  # empty: the SKU
 
 
 @dataclass
@@ -136,9 +140,29 @@ def bulk_get_or_create_products(rows: Iterable[ProductRow]) -> dict[str, int]:
             # ignore_conflicts: a concurrent import may insert the same SKU; ids re-read below.
             insert_rows(
                 Product,
-                ["sku", "title", "category", "image", "sha256", "width", "height", "created_at"],
+                [
+                    "sku",
+                    "title",
+                    "category",
+                    "family",
+                    "image",
+                    "sha256",
+                    "width",
+                    "height",
+                    "created_at",
+                ],
                 (
-                    (r.sku, r.title, r.category, r.image, r.sha256, r.width, r.height, now)
+                    (
+                        r.sku,
+                        r.title,
+                        r.category,
+                        r.family or r.sku,
+                        r.image,
+                        r.sha256,
+                        r.width,
+                        r.height,
+                        now,
+                    )
                     for r in new
                 ),
                 ignore_conflicts=True,

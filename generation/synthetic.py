@@ -35,7 +35,7 @@ CLASSES = (
     "shape_hallucination",
 )
 GENERATOR = "rfstudio-synthetic"
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: params.placement (input placement)
 PRODUCT_SIDE = 384  # side of the square cut-out canvas written per SKU
 _WORK_SIDE = 320  # longest side of the tight crop the scenes are rendered from
 
@@ -165,6 +165,7 @@ class ProductSource:
     colors: list = field(default_factory=list)  # [(rgb 0..1, share)]
     origin: str = "procedural"
     kind: str = ""
+    family: str = ""  # product line shared by colourway variants (splits group by it)
 
     def render(self, w: int, h: int) -> np.ndarray:
         """The product resized to (w, h): float32 [h, w, 4], straight RGB + alpha in 0..1."""
@@ -195,10 +196,12 @@ def _canvas(crop: Image.Image, side: int = PRODUCT_SIDE) -> Image.Image:
     return out
 
 
-def _make_source(sku, title, category, crop, origin, kind) -> ProductSource:
+def _make_source(sku, title, category, crop, origin, kind, family="") -> ProductSource:
     crop = _fit(_tight(crop), _WORK_SIDE)
     colors = dominant_colors(np.asarray(crop))
-    return ProductSource(sku, title, category, _canvas(crop), crop, colors, origin, kind)
+    return ProductSource(
+        sku, title, category, _canvas(crop), crop, colors, origin, kind, family or sku
+    )
 
 
 def _recolor(img: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, str]:
@@ -255,6 +258,7 @@ def _shared_sources(shared_dir: Path, variants: int) -> list[ProductSource]:
                     img,
                     "shared",
                     Path(entry["file"]).stem,
+                    family=entry["sku"],  # colourways of one product are one family
                 )
             )
     return out
@@ -1314,6 +1318,7 @@ class SyntheticExample:
     params: dict
     seed: int
     mask: Image.Image | None = None  # product pixels as pasted (L), without grafted parts
+    family: str = ""  # the product's family (colourway variants share it)
     extra_mask: Image.Image | None = None  # shape_hallucination: the grafted pixels (L)
 
 
@@ -1378,6 +1383,10 @@ def generate_example(
     pw, ph = _product_size(product, s, S)
     layer = product.render(pw, ph)
     src_area = float(layer[..., 3].sum())
+    # The intact cut-out's opaque box inside the layer, tracked through the defects that move
+    # or pad the layer: the generator's *input* placement is recorded from it, never from the
+    # damaged result (that box would leak the label).
+    intact = list(_alpha_bbox(layer[..., 3]) or (0, 0, pw, ph))
     dx = dy = 0
     extra_mask_info = None
 
@@ -1386,20 +1395,29 @@ def generate_example(
         img = Image.fromarray((np.clip(layer, 0, 1) * 255).astype(np.uint8), "RGBA")
         img = img.rotate(tilt, Image.BILINEAR, expand=True)
         layer = np.asarray(img, np.float32) / 255.0
+        ox, oy = (layer.shape[1] - pw) / 2, (layer.shape[0] - ph) / 2  # rotation keeps the centre
+        intact = [intact[0] + ox, intact[1] + oy, intact[2] + ox, intact[3] + oy]
         # The "product pixels" after a rotation are the rotated cut-out itself.
     product_alpha_layer = None
     if defect == "shape_hallucination":
         orig_a = layer[..., 3].copy()
         layer, (dx, dy), hall = _hallucinate(layer, rng, product.colors, S)
+        intact = [intact[0] + dx, intact[1] + dy, intact[2] + dx, intact[3] + dy]
         params["hallucination"] = hall
         product_alpha_layer = np.zeros(layer.shape[:2], np.float32)
         product_alpha_layer[dy : dy + orig_a.shape[0], dx : dx + orig_a.shape[1]] = orig_a
         extra = (layer[..., 3] > 0.5) & (product_alpha_layer < 0.5)
         extra_mask_info = int(extra.sum())
     if defect == "unsuitable":
-        variant = str(rng.choice(["frame", "frame", "frame_bottom", "chunk", "chunk", "slice"]))
+        # Independent mechanisms: cut by the frame, a bite or a straight slice removed, torn
+        # along a ragged line, or hidden behind a foreground object (drawn after the paste).
+        variant = str(
+            rng.choice(
+                ["frame", "frame", "frame_bottom", "chunk", "chunk", "slice", "torn", "occluded"]
+            )
+        )
         params["truncation"] = {"kind": variant}
-        if variant in ("chunk", "slice"):
+        if variant in ("chunk", "slice", "torn"):
             layer, info = _remove_chunk(layer, rng, variant)
             params["truncation"].update(info)
     if product_alpha_layer is None:
@@ -1560,6 +1578,8 @@ def generate_example(
     pa = np.zeros(layer.shape[:2], np.float32)
     pa[:] = product_alpha_layer
     _paste_alpha(mask, pa, lx, ly)
+    if params.get("truncation", {}).get("kind") == "occluded":
+        params["truncation"].update(_occlude(img, mask, rng, wall, surface, S))
     extra_img = None
     if defect == "shape_hallucination":
         extra = np.zeros((S, S), np.float32)
@@ -1588,6 +1608,16 @@ def generate_example(
     vis = _alpha_bbox(mask)
     params.update(
         {
+            # Where the layout step put the intact product (what a generation pipeline knows
+            # before generating): a legitimate model input.
+            "placement": [
+                int(round(lx + intact[0])),
+                int(round(ly + intact[1])),
+                int(round(lx + intact[2])),
+                int(round(ly + intact[3])),
+            ],
+            # Ground-truth geometry of the result (after the defect): for tests and analysis
+            # only, never a model input (it encodes the label).
             "box": [int(v) for v in box],
             "visible_box": [int(v) for v in vis] if vis else None,
             "scale": round(float(max(box[2] - box[0], box[3] - box[1]) / S), 4),
@@ -1614,6 +1644,7 @@ def generate_example(
         product=product.image,
         label=defect,
         sku=product.sku,
+        family=product.family or product.sku,
         title=product.title,
         category=product.category,
         prompt=prompt,
@@ -1660,6 +1691,41 @@ def _product_texture(layer, rng, S) -> np.ndarray:
     return np.asarray(big, np.float32) / 255.0
 
 
+def _occlude(img, mask, rng, wall, surface, S) -> dict:
+    """Hide 35-60% of the product behind a foreground object (a box or vase in a scene-like
+    colour, with its own shading) and drop the hidden pixels from the product mask."""
+    bb = _alpha_bbox(mask)
+    if bb is None:
+        return {"occluded_fraction": 0.0}
+    x0, y0, x1, y1 = bb
+    total = float(mask.sum())
+    yy = np.arange(S, dtype=np.float32)[:, None]
+    xx = np.arange(S, dtype=np.float32)[None, :]
+    shape = str(rng.choice(["box", "vase"]))
+    occ = np.zeros((S, S), np.float32)
+    for _ in range(8):
+        w = (x1 - x0) * rng.uniform(0.45, 0.8)
+        cx = rng.choice([x0 + w * 0.3, x1 - w * 0.3])
+        top = y0 + (y1 - y0) * rng.uniform(0.15, 0.5)
+        if shape == "box":
+            occ = ((np.abs(xx - cx) <= w / 2) & (yy >= top)).astype(np.float32)
+        else:
+            r = np.clip((yy - top) / max(1.0, S - top), 0, 1)
+            half = w / 2 * (0.6 + 0.6 * np.sin(np.pi * np.minimum(r * 1.6, 1.0)))
+            occ = ((np.abs(xx - cx) <= half) & (yy >= top)).astype(np.float32)
+        hidden = float((mask * occ).sum()) / max(total, 1e-6)
+        if 0.35 <= hidden <= 0.7:
+            break
+    base = np.clip(
+        (wall * 0.4 + surface * 0.6) * rng.uniform(0.6, 1.2) + rng.uniform(-0.1, 0.1, 3), 0, 1
+    ).astype(np.float32)
+    shade = np.clip(0.85 + 0.3 * (xx - xx.mean()) / S, 0.6, 1.2)
+    layer = base[None, None, :] * shade[..., None]
+    img[:] = img * (1 - occ[..., None]) + layer * occ[..., None]
+    mask *= 1 - occ
+    return {"occluder": shape, "occluded_fraction": round(hidden, 4)}
+
+
 def _remove_chunk(layer, rng, variant):
     """Cut part of the product away (a straight slice through it or a bite out of a side)."""
     h, w = layer.shape[:2]
@@ -1670,7 +1736,19 @@ def _remove_chunk(layer, rng, variant):
     bb = _alpha_bbox(a)
     x0, y0, x1, y1 = bb
     for _ in range(8):
-        if variant == "slice":
+        if variant == "torn":
+            # A ragged tear: a random walk across the product, the far side gone.
+            ang = rng.uniform(-math.pi * 0.9, -math.pi * 0.1)
+            nx, ny = math.cos(ang), math.sin(ang)
+            frac = rng.uniform(0.3, 0.5)
+            proj = (xx - (x0 + x1) / 2) * nx + (yy - (y0 + y1) / 2) * ny
+            along = (xx - (x0 + x1) / 2) * -ny + (yy - (y0 + y1) / 2) * nx
+            steps = np.cumsum(rng.normal(0, 1.0, 256)) * max(1.0, (x1 - x0) / 60)
+            k = np.clip((along - along.min()) / max(1e-6, np.ptp(along)) * 255, 0, 255)
+            proj = proj + steps[k.astype(int)]
+            t = np.quantile(proj[a > 0.5], 1 - frac)
+            keep = (proj < t).astype(np.float32)
+        elif variant == "slice":
             # A straight cut through the upper/side part: the product keeps its base.
             ang = rng.uniform(-math.pi * 0.85, -math.pi * 0.15)  # normal pointing up-ish
             nx, ny = math.cos(ang), math.sin(ang)
@@ -1783,6 +1861,7 @@ def _manifest_row(ex: SyntheticExample, index: int, seed: int, with_labels: bool
         "image": f"creatives/{eid}.png",
         "product_image": f"products/{_safe(ex.sku)}.png",
         "sku": ex.sku,
+        "family": ex.family,
         "title": ex.title,
         "category": ex.category,
         "prompt": ex.prompt,

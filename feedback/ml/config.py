@@ -68,6 +68,7 @@ class RFNetConfig:
     text_config: dict[str, Any] | None = None  # resolved transformers config (filled at build)
     text_max_length: int = 32
     freeze_text_encoder: bool = False
+    freeze_pretrained_backbones: bool = False  # vision encoders loaded from a folder
     depth_model_path: str | None = None  # local DPT folder: enables the "depth" modality maps
     normalize: str = "half"  # "half": (x-0.5)/0.25; "imagenet": ImageNet mean/std
 

@@ -24,9 +24,18 @@ import torch
 from PIL import Image
 
 from .config import MODALITY_CHANNELS
-from .preprocess import PIXEL_MODALITIES, _shapes, process_chunk, process_sample
+from .preprocess import (
+    MODALITY_PARTS,
+    PIXEL_MODALITIES,
+    PRODUCT_ARRAYS,
+    STORED_CHANNELS,
+    process_chunk,
+    process_sample,
+)
 
-CACHE_VERSION = 2  # bump when preprocessing changes so stale caches are not reused
+# Bump when preprocessing changes so stale caches are not reused (3: products stored once,
+# only the arrays the modalities need).
+CACHE_VERSION = 3
 
 
 @dataclass
@@ -39,9 +48,16 @@ class Sample:
     placement: Sequence[float] | None = None  # (x0, y0, x1, y1) creative pixels, if known
 
 
-def cache_key(samples: Sequence[Sample], image_size: int, depth_model_path: str | None) -> str:
+def cache_key(
+    samples: Sequence[Sample],
+    image_size: int,
+    depth_model_path: str | None,
+    arrays: Sequence[str] = (),
+) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps([CACHE_VERSION, image_size, depth_model_path or ""]).encode())
+    h.update(
+        json.dumps([CACHE_VERSION, image_size, depth_model_path or "", sorted(arrays)]).encode()
+    )
     for s in samples:
         stats = []
         for p in (s.creative_path, s.product_path):
@@ -56,26 +72,54 @@ def cache_key(samples: Sequence[Sample], image_size: int, depth_model_path: str 
 
 
 class Cache:
-    """An on-disk cache: one (N, C, S, S) uint8 memmap per modality, opened read-only."""
+    """An on-disk cache, opened read-only: one (N, C, S, S) uint8 memmap per stored per-creative
+    array and one (P, C, S, S) per per-product array (each product stored once; `product_index`
+    maps creative rows to product rows). `rows(modality, idx)` assembles a model input."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         meta = json.loads((self.path / "meta.json").read_text())
         self.n: int = meta["n"]
+        self.n_products: int = meta["n_products"]
         self.image_size: int = meta["image_size"]
+        self.arrays: list[str] = meta["arrays"]
         self.modalities: list[str] = meta["modalities"]
         self.built_now = False  # set by build_cache when this call built it
         self._arrays: dict[str, np.memmap] = {}
+        self._product_index: np.ndarray | None = None
 
-    def array(self, modality: str) -> np.memmap:
+    def _raw(self, name: str) -> np.memmap:
+        if name not in self._arrays:
+            rows = self.n_products if name in PRODUCT_ARRAYS else self.n
+            shape = (rows, STORED_CHANNELS[name], self.image_size, self.image_size)
+            self._arrays[name] = np.memmap(
+                self.path / f"{name}.u8", dtype=np.uint8, mode="r", shape=shape
+            )
+        return self._arrays[name]
+
+    @property
+    def product_index(self) -> np.ndarray:
+        if self._product_index is None:
+            self._product_index = np.load(self.path / "product_index.npy")
+        return self._product_index
+
+    def rows(self, modality: str, idx: np.ndarray) -> np.ndarray:
+        """(len(idx), C, S, S) uint8 of a modality for creative rows `idx` (sorted is fastest)."""
         if modality not in self.modalities:
             raise KeyError(f"cache {self.path} has no {modality!r} maps")
-        if modality not in self._arrays:
-            shape = (self.n, MODALITY_CHANNELS[modality], self.image_size, self.image_size)
-            self._arrays[modality] = np.memmap(
-                self.path / f"{modality}.u8", dtype=np.uint8, mode="r", shape=shape
-            )
-        return self._arrays[modality]
+        idx = np.asarray(idx, dtype=np.int64)
+
+        def get(name: str) -> np.ndarray:
+            if name in PRODUCT_ARRAYS:
+                return np.asarray(self._raw(name)[self.product_index[idx]])
+            return np.asarray(self._raw(name)[idx])
+
+        parts = [get(name)[:, ch] for name, ch in MODALITY_PARTS[modality]]
+        return np.ascontiguousarray(np.stack(parts, 1))
+
+    def array(self, modality: str) -> np.ndarray:
+        """Every row of a modality (small caches, tests and benches)."""
+        return self.rows(modality, np.arange(self.n))
 
     def __getstate__(self) -> dict[str, Any]:  # memmaps reopen lazily in DataLoader workers
         state = self.__dict__.copy()
@@ -83,20 +127,36 @@ class Cache:
         return state
 
 
+def arrays_for(modalities: Sequence[str]) -> list[str]:
+    """The stored arrays the given modalities are assembled from."""
+    out = []
+    for m in modalities:
+        for name, _ in MODALITY_PARTS.get(m, ()):
+            if name not in out:
+                out.append(name)
+    return out
+
+
 def build_cache(
     samples: Sequence[Sample],
     cache_dir: str | os.PathLike,
     image_size: int,
     *,
+    modalities: Sequence[str] | None = None,
     depth_model_path: str | None = None,
     workers: int | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Cache:
-    """Return the cache for these samples, building it (atomically) if it does not exist yet."""
+    """Return the cache for these samples, building it (atomically) if it does not exist yet.
+
+    Only what `modalities` (default: every pixel modality) needs is computed and stored, and
+    each product's maps once however many creatives show it."""
     if not samples:
         raise ValueError("build_cache: no samples")
+    wanted = [m for m in (modalities or PIXEL_MODALITIES) if m in PIXEL_MODALITIES]
+    arrays = arrays_for(wanted)
     cache_dir = Path(cache_dir)
-    key = cache_key(samples, image_size, depth_model_path)
+    key = cache_key(samples, image_size, depth_model_path, arrays)
     final = cache_dir / f"{key}-{image_size}px"
     if (final / "meta.json").exists():
         return Cache(final)
@@ -105,25 +165,40 @@ def build_cache(
     tmp.mkdir()
     try:
         n = len(samples)
-        shapes = _shapes(image_size)
-        for m, shape in shapes.items():
-            np.memmap(tmp / f"{m}.u8", dtype=np.uint8, mode="w+", shape=(n, *shape)).flush()
-        rows = [
-            (
-                i,
-                str(s.creative_path),
-                str(s.product_path),
-                list(s.placement) if s.placement is not None else None,
+        product_rows: dict[str, int] = {}
+        product_index = np.array(
+            [product_rows.setdefault(str(s.product_path), len(product_rows)) for s in samples],
+            dtype=np.int64,
+        )
+        n_products = len(product_rows)
+        np.save(tmp / "product_index.npy", product_index)
+        for name in arrays:
+            rows_n = n_products if name in PRODUCT_ARRAYS else n
+            shape = (rows_n, STORED_CHANNELS[name], image_size, image_size)
+            np.memmap(tmp / f"{name}.u8", dtype=np.uint8, mode="w+", shape=shape).flush()
+        first_of_product = set()
+        rows = []
+        for i, s in enumerate(samples):
+            p = int(product_index[i])
+            write_product = p not in first_of_product
+            first_of_product.add(p)
+            rows.append(
+                (
+                    i,
+                    p if write_product else -1,  # product maps written by its first creative
+                    str(s.creative_path),
+                    str(s.product_path),
+                    list(s.placement) if s.placement is not None else None,
+                )
             )
-            for i, s in enumerate(samples)
-        ]
         if workers is None:
             workers = min(4, os.cpu_count() or 1)
+        common = (str(tmp), n, n_products, image_size, arrays)
         if workers <= 1 or n < 64:
-            process_chunk((str(tmp), n, image_size, rows))
+            process_chunk((*common, rows))
         else:
             chunk = max(16, -(-n // (workers * 4)))
-            jobs = [(str(tmp), n, image_size, rows[i : i + chunk]) for i in range(0, n, chunk)]
+            jobs = [(*common, rows[i : i + chunk]) for i in range(0, n, chunk)]
             # spawn: safe next to torch threads; the worker module imports no torch.
             ctx = mp.get_context("spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
@@ -132,16 +207,18 @@ def build_cache(
                     done += k
                     if log:
                         log(f"cache {key}: {done}/{n} decoded")
-        modalities = list(PIXEL_MODALITIES)
         if depth_model_path:
             _write_depth(tmp, samples, image_size, depth_model_path)
-            modalities.append("depth")
+            arrays.append("depth")
+            wanted.append("depth")
         (tmp / "meta.json").write_text(
             json.dumps(
                 {
                     "n": n,
+                    "n_products": n_products,
                     "image_size": image_size,
-                    "modalities": modalities,
+                    "arrays": arrays,
+                    "modalities": wanted,
                     "version": CACHE_VERSION,
                     "samples": [
                         asdict(s)
@@ -209,6 +286,11 @@ class CachedDataset(torch.utils.data.Dataset):
 
     Augmentation (train only): horizontal flip and a small translation, applied identically to
     every image modality; no colour changes (they would erase "indistinctiveness").
+
+    Modality dropout (train only): the optional inputs are randomly removed the way they are
+    missing at serving time: the product's placement (`placed` and the placement channel of
+    `mask` set to zero, as when the product is not found in the creative) with probability
+    `drop_placement`, the caption (empty string) with probability `drop_caption`.
     """
 
     def __init__(
@@ -220,12 +302,15 @@ class CachedDataset(torch.utils.data.Dataset):
         augment: bool = False,
         hflip: bool = True,
         translate: float = 0.05,
+        drop_placement: float = 0.0,
+        drop_caption: float = 0.0,
     ) -> None:
         if len(samples) != cache.n:
             raise ValueError("samples do not match the cache")
         self.cache = cache
         self.modalities = [m for m in modalities if m in MODALITY_CHANNELS]
         missing = [m for m in self.modalities if m not in cache.modalities]
+        # (a cache built for a subset of the modalities cannot serve a model needing more)
         if missing:
             raise ValueError(f"cache lacks modalities {missing} (depth needs depth_model_path)")
         self.want_caption = "caption" in modalities
@@ -234,6 +319,8 @@ class CachedDataset(torch.utils.data.Dataset):
         self.augment = augment
         self.hflip = hflip
         self.max_shift = int(round(translate * cache.image_size))
+        self.drop_placement = float(drop_placement)
+        self.drop_caption = float(drop_caption)
 
     def __len__(self) -> int:
         return self.cache.n
@@ -248,14 +335,28 @@ class CachedDataset(torch.utils.data.Dataset):
         inverse[order] = np.arange(len(order))
         batch: dict[str, Any] = {}
         for m in self.modalities:
-            arr = np.asarray(self.cache.array(m)[idx[order]])[inverse]
+            arr = self.cache.rows(m, idx[order])[inverse]
             batch[m] = torch.from_numpy(arr)
         if self.augment:
             self._augment(batch, len(idx))
         batch["label"] = torch.from_numpy(self.labels[idx])
         if self.want_caption:
             batch["caption"] = [self.captions[i] for i in idx]
+        if self.augment:
+            self._drop_modalities(batch, len(idx))
         return batch
+
+    def _drop_modalities(self, batch: dict[str, Any], n: int) -> None:
+        if self.drop_placement > 0:
+            drop = torch.rand(n) < self.drop_placement
+            if drop.any():
+                if "placed" in batch:
+                    batch["placed"][drop] = 0
+                if "mask" in batch:
+                    batch["mask"][drop, 1] = 0
+        if self.drop_caption > 0 and "caption" in batch:
+            drop = (torch.rand(n) < self.drop_caption).tolist()
+            batch["caption"] = ["" if d else c for c, d in zip(batch["caption"], drop, strict=True)]
 
     def _augment(self, batch: dict[str, Any], n: int) -> None:
         flips, shifts = self.draw_augmentation(n)

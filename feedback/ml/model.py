@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .calibration import CALIBRATION_NAME, apply_calibration
 from .config import MODALITY_CHANNELS, BackboneConfig, RFNetConfig
 from .text import CaptionEncoder
 
@@ -211,6 +212,8 @@ class RFNet(nn.Module):
         config = copy.deepcopy(config)  # resolved in place below; the caller keeps theirs
         config.__post_init__()  # re-validate (fields may have been edited after creation)
         self.config = config
+        # Post-hoc calibration fitted on val after training (calibration.py); None = softmax.
+        self.calibration: dict[str, Any] | None = None
         d = config.width
         self.encoders = nn.ModuleDict()
         self.adapters = nn.ModuleDict()
@@ -241,6 +244,13 @@ class RFNet(nn.Module):
             self.projs[m] = nn.Conv2d(out_ch, d, 1)
         config.image_backbone = resolved["image"]
         config.condition_backbone = resolved.get("cond", config.condition_backbone)
+        if config.freeze_pretrained_backbones:
+            for m, enc in self.encoders.items():
+                bc = config.image_backbone if m == "image" else config.condition_backbone
+                if bc.path:
+                    enc.requires_grad_(False)
+            if shared is not None and config.condition_backbone.path:
+                shared.requires_grad_(False)
         self.caption: CaptionEncoder | None = None
         if "caption" in config.modalities:
             self.caption = CaptionEncoder(
@@ -368,6 +378,8 @@ class RFNet(nn.Module):
             state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
             save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
             (tmp / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2))
+            if self.calibration is not None:
+                (tmp / CALIBRATION_NAME).write_text(json.dumps(self.calibration, indent=2))
             if self.caption is not None:
                 self.caption.tokenizer.save_pretrained(str(tmp / "tokenizer"))
             _replace_dir(tmp, directory)
@@ -391,8 +403,18 @@ class RFNet(nn.Module):
             raise ValueError(
                 f"checkpoint mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}"
             )
+        if (directory / CALIBRATION_NAME).exists():
+            model.calibration = json.loads((directory / CALIBRATION_NAME).read_text())
         model.eval()
         return model
+
+    def calibrated_probs(self, logits: torch.Tensor) -> torch.Tensor:
+        """The one definition of RFNet's class probabilities (differentiable)."""
+        return apply_calibration(logits, self.calibration)
+
+    def p_available(self, logits: torch.Tensor) -> torch.Tensor:
+        """Calibrated P(available) [N]: what the queue, the gate and the reward read."""
+        return self.calibrated_probs(logits)[:, self.config.available_index]
 
 
 def _replace_dir(tmp: Path, final: Path) -> None:
@@ -410,13 +432,42 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    decay, no_decay = [], []
+def pretrained_prefixes(model: nn.Module) -> list[str]:
+    """Parameter-name prefixes of parts loaded from pretrained folders (get lr_pretrained)."""
+    cfg = model.config
+    out = []
+    if cfg.image_backbone.path:
+        out.append("encoders.image.")
+    if cfg.condition_backbone.path:
+        out += [f"encoders.{m}." for m in cfg.condition_modalities if m != "caption"]
+        out.append("shared_encoder.")
+    if getattr(model, "caption", None) is not None and cfg.text_encoder != "tiny":
+        out.append("caption.encoder.")
+    return out
+
+
+def param_groups(
+    model: nn.Module,
+    weight_decay: float,
+    lr: float | None = None,
+    lr_pretrained: float | None = None,
+) -> list[dict[str, Any]]:
+    """AdamW groups: no decay on norms/biases; parts loaded from pretrained folders get
+    `lr_pretrained` (the paper fine-tunes pretrained encoders at 1e-4 or lower)."""
+    prefixes = tuple(pretrained_prefixes(model)) if lr_pretrained else ()
+    groups: dict[tuple[bool, bool], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+        no_decay = p.ndim <= 1 or name.endswith(".bias")
+        pre = bool(prefixes) and name.startswith(prefixes)
+        groups.setdefault((no_decay, pre), []).append(p)
+    out = []
+    for (no_decay, pre), params in sorted(groups.items()):
+        g: dict[str, Any] = {"params": params, "weight_decay": 0.0 if no_decay else weight_decay}
+        if pre:
+            g["lr"] = lr_pretrained
+        elif lr is not None:
+            g["lr"] = lr
+        out.append(g)
+    return out

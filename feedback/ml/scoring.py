@@ -57,28 +57,34 @@ class Scorer:
         batch.update(self.model.tokenize([s.caption for s in samples]))
         return batch
 
+    @property
+    def calibration(self) -> dict | None:
+        return self.model.calibration
+
     @torch.no_grad()
     def score_detailed(
         self, samples: Sequence[Sample], batch_size: int = 32
     ) -> dict[str, np.ndarray]:
-        """{"probs": [N, C], "p_available": [N]} (binary head when present, else the class prob)."""
-        probs, p_av = [], []
+        """{"probs": [N, C] calibrated class probabilities, "p_available": [N] calibrated
+        P(available) (= probs[:, available_index]), "logits": [N, C] raw}.
+
+        The auxiliary binary head is a training signal only: it is not a second P(available)."""
+        probs, logits = [], []
         for start in range(0, len(samples), batch_size):
             batch = self.batch_tensors(samples[start : start + batch_size])
             batch = {k: v.to(self.device) for k, v in batch.items()}
             out = self.model(batch, return_dict=True)
-            p = torch.softmax(out["logits"].float(), -1)
-            probs.append(p.cpu().numpy())
-            if "available_logit" in out:
-                p_av.append(torch.sigmoid(out["available_logit"].float()).cpu().numpy())
-            else:
-                p_av.append(p[:, self.config.available_index].cpu().numpy())
+            z = out["logits"].float()
+            logits.append(z.cpu().numpy())
+            probs.append(self.model.calibrated_probs(z).cpu().numpy())
         c = self.config.num_classes
+        probs_arr = np.concatenate(probs) if probs else np.zeros((0, c), np.float32)
         return {
-            "probs": np.concatenate(probs) if probs else np.zeros((0, c), np.float32),
-            "p_available": np.concatenate(p_av) if p_av else np.zeros(0, np.float32),
+            "probs": probs_arr,
+            "p_available": probs_arr[:, self.config.available_index].copy(),
+            "logits": np.concatenate(logits) if logits else np.zeros((0, c), np.float32),
         }
 
     def score(self, samples: Sequence[Sample], batch_size: int = 32) -> np.ndarray:
-        """Class probabilities [N, C] in config.class_names order."""
+        """Calibrated class probabilities [N, C] in config.class_names order."""
         return self.score_detailed(samples, batch_size)["probs"]

@@ -47,6 +47,18 @@ def _from_config_dict(cfg_dict: dict[str, Any]) -> nn.Module:
         return AutoModel.from_config(cfg)
 
 
+def _from_folder(source: str) -> nn.Module:
+    """A local text encoder WITHOUT its pooler (BERT/RoBERTa folders ship one): RFNet reads the
+    token states only, and a saved RFNet is rebuilt from the config without a pooler, so the
+    two must agree or reloading `best/` fails on unexpected pooler weights."""
+    from transformers import AutoModel
+
+    try:
+        return AutoModel.from_pretrained(source, local_files_only=True, add_pooling_layer=False)
+    except TypeError:  # architectures without a pooler do not take the argument
+        return AutoModel.from_pretrained(source, local_files_only=True)
+
+
 class CaptionEncoder(nn.Module):
     """Wraps a transformers text encoder; returns (tokens (B, L, H), padding mask (B, L))."""
 
@@ -82,11 +94,11 @@ class CaptionEncoder(nn.Module):
             )
             self.encoder = _from_config_dict(cfg.to_dict())
         else:
-            from transformers import AutoModel, AutoTokenizer
+            from transformers import AutoTokenizer
 
             if not Path(source).is_dir():
                 raise ValueError(f"text encoder folder not found: {source}")
-            self.encoder = AutoModel.from_pretrained(source, local_files_only=True)
+            self.encoder = _from_folder(source)
             self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
         self.hidden_size = int(self.encoder.config.hidden_size)
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .calibration import CALIBRATION_NAME, apply_calibration, fit_temperature
 from .config import RFNetConfig
 from .data import CachedDataset, Sample, build_cache, make_collate
 from .metrics import classification_report
@@ -50,6 +51,11 @@ class TrainConfig:
     label_smoothing: float = 0.0
     hflip: bool = True  # augmentations act identically on every image modality
     translate: float = 0.05  # max shift, fraction of the image size; no colour jitter
+    # Modality dropout: train without the optional inputs as often as serving may lack them.
+    drop_placement: float = 0.2  # P(placement maps zeroed: product not found / not given)
+    drop_caption: float = 0.2  # P(caption emptied)
+    lr_pretrained: float | None = None  # lr of parts loaded from pretrained folders
+    calibrate: bool = True  # fit temperature scaling on val after training (needs val)
     seed: int = 0
     mixed_precision: str = (
         "auto"  # "auto" (bf16 on CUDA if supported, else fp16) | no | bf16 | fp16
@@ -148,8 +154,8 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 @torch.no_grad()
-def evaluate(model, loader, accelerator, cfg: RFNetConfig) -> tuple[dict[str, Any], float]:
-    """(classification report, mean loss) over a loader."""
+def predict_logits(model, loader, accelerator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits [N, C], labels [N]) over a loader, gathered across processes."""
     model.eval()
     logits_all, labels_all = [], []
     for batch in loader:
@@ -159,10 +165,20 @@ def evaluate(model, loader, accelerator, cfg: RFNetConfig) -> tuple[dict[str, An
         logits, labels = accelerator.gather_for_metrics((out["logits"].float(), batch["label"]))
         logits_all.append(logits.cpu())
         labels_all.append(labels.cpu())
-    logits = torch.cat(logits_all) if logits_all else torch.zeros(0, cfg.num_classes)
-    labels = torch.cat(labels_all) if labels_all else torch.zeros(0, dtype=torch.long)
+    if not logits_all:
+        return torch.zeros(0, 0), torch.zeros(0, dtype=torch.long)
+    return torch.cat(logits_all), torch.cat(labels_all)
+
+
+def evaluate(
+    model, loader, accelerator, cfg: RFNetConfig, calibration: dict | None = None
+) -> tuple[dict[str, Any], float]:
+    """(classification report on calibrated probabilities, mean raw loss) over a loader."""
+    logits, labels = predict_logits(model, loader, accelerator)
+    if not len(labels):
+        logits = torch.zeros(0, cfg.num_classes)
     loss = float(F.cross_entropy(logits, labels)) if len(labels) else 0.0
-    probs = torch.softmax(logits, -1).numpy()
+    probs = apply_calibration(logits, calibration).numpy()
     return classification_report(labels.numpy(), probs, cfg.class_names), loss
 
 
@@ -219,12 +235,20 @@ def train(
                 samples,
                 cache_dir,
                 cfg.image_size,
+                modalities=cfg.modalities,  # only what this model reads is cached
                 depth_model_path=depth,
                 workers=tc.cache_workers,
                 log=reporter.log,
             )
         return CachedDataset(
-            cache, samples, cfg.modalities, augment=augment, hflip=tc.hflip, translate=tc.translate
+            cache,
+            samples,
+            cfg.modalities,
+            augment=augment,
+            hflip=tc.hflip,
+            translate=tc.translate,
+            drop_placement=tc.drop_placement,
+            drop_caption=tc.drop_caption,
         )
 
     t0 = time.time()
@@ -259,7 +283,9 @@ def train(
 
     # -- optimisation -----------------------------------------------------------------------
     steps_per_epoch = len(loader(train_ds, shuffle_epoch=0, batch_size=tc.batch_size))
-    optimizer = torch.optim.AdamW(param_groups(model, tc.weight_decay), lr=tc.lr)
+    optimizer = torch.optim.AdamW(
+        param_groups(model, tc.weight_decay, tc.lr, tc.lr_pretrained), lr=tc.lr
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(tc, steps_per_epoch))
     weight = None
     if tc.class_weighting != "none":
@@ -373,23 +399,39 @@ def train(
         "epochs_run": state["epoch"],
         "history": state["history"],
     }
+    calibration = None
     if val_ds is not None:
         reporter.progress(0, None, "val")
-        metrics["val"], _ = evaluate(
-            model,
-            loader(val_ds, shuffle_epoch=None, batch_size=tc.eval_batch_size),
-            accelerator,
-            cfg,
+        # Temperature scaling on val (never test), stored beside the best weights: every
+        # probability read from this model from now on is the calibrated one.
+        logits, labels = predict_logits(
+            model, loader(val_ds, shuffle_epoch=None, batch_size=tc.eval_batch_size), accelerator
         )
+        if tc.calibrate and len(labels):
+            calibration = fit_temperature(logits, labels)
+            unwrapped.calibration = calibration
+            if accelerator.is_main_process:
+                _write_json(best_dir / CALIBRATION_NAME, calibration)
+            reporter.log(
+                f"calibration: T={calibration['temperature']:.3f}, val ECE "
+                f"{calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}"
+            )
+            metrics["calibration"] = calibration
+        probs = apply_calibration(logits, calibration).numpy()
+        metrics["val"] = classification_report(labels.numpy(), probs, cfg.class_names)
     if test_ds is not None:
         reporter.progress(0, None, "test")
         t = time.time()
-        metrics["test"], _ = evaluate(
-            model,
-            loader(test_ds, shuffle_epoch=None, batch_size=tc.eval_batch_size),
-            accelerator,
-            cfg,
+        logits, labels = predict_logits(
+            model, loader(test_ds, shuffle_epoch=None, batch_size=tc.eval_batch_size), accelerator
         )
+        metrics["test"] = classification_report(
+            labels.numpy(), apply_calibration(logits, calibration).numpy(), cfg.class_names
+        )
+        if calibration is not None:
+            metrics["test"]["ece_uncalibrated"] = classification_report(
+                labels.numpy(), apply_calibration(logits, None).numpy(), cfg.class_names
+            )["ece"]
         metrics["test_images_per_s"] = len(test_ds) / max(time.time() - t, 1e-9)
         for k, v in _summary(metrics["test"], 0.0, "test").items():
             if k != "test_loss":

@@ -251,3 +251,15 @@ def test_import_reports_phase_timings_and_commit_in_db_time(builder):
     assert result.db_seconds >= result.commit_seconds
     out, _ = run_import(path, "--project", "timed", "-v", "2")
     assert "timings: parse" in out
+
+
+def test_family_is_imported_and_defaults_to_the_sku(builder):
+    rows = [
+        builder.row(0, sku="MUG-RED", family="MUG"),
+        builder.row(1, sku="MUG-BLUE", family="MUG"),
+    ]
+    rows.append(builder.row(2, sku="LAMP-1"))
+    run_import(builder.write(rows), "--project", "fam")
+    assert Product.objects.get(sku="MUG-RED").family == "MUG"
+    assert Product.objects.get(sku="MUG-BLUE").family == "MUG"
+    assert Product.objects.get(sku="LAMP-1").family == "LAMP-1"

@@ -87,7 +87,8 @@ def test_train_then_score_in_the_foreground(version):
     model = FeedbackModel.objects.get()
     assert model.name == "rfnet-tiny-cmd-v1-1" and model.name in out
     assert model.checkpoint_path.is_dir() and model.metrics["n"] == 2
-    assert model.metrics["sizes"] == {"train": 8, "val": 2, "test": 2}
+    assert model.metrics["sizes"] == {"train": 8, "val": 2, "test": 2, "missing_files": 0}
+    assert model.metrics["training"]["calibration"]["val_source"] == "val"
     run("score_creatives", "--model", "latest", "--project", "cmd", "--foreground")
     assert CreativeScore.objects.filter(model=model).count() == 12
     # A second run skips what the model already scored.

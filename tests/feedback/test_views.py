@@ -90,9 +90,12 @@ def test_verdict_tag_is_for_qa_only(active, labeled_project):
     assert "rfnet-verdict-card" not in template.render(Context({"item": item, "request": request}))
 
 
-def test_uncertainty_ordering_sets_item_priority(register, rf1m_schema):
+def test_uncertainty_ordering_sets_item_priority(register, rf1m_schema, settings):
     from annotation import services as annotation_services
     from tests.factories import make_creatives
+
+    # pure uncertainty order here (the random share and audit slice: test_active_learning.py)
+    settings.RFSTUDIO_ACTIVE_LEARNING = {"random_share": 0.0, "audit_share": 0.0}
 
     project = annotation_services.create_project(
         name="Unc", slug="unc", ordering="uncertainty", qa_sample_rate=0.0

@@ -157,12 +157,19 @@ def test_train_checkpoints_cancel_resume_and_score(random_samples, tmp_path):  #
     assert probs.shape == (len(te), 6) and np.allclose(probs.sum(1), 1, atol=1e-5)
     detailed = scorer.score_detailed(te[:2])
     assert detailed["p_available"].shape == (2,)
+    # ONE P(available): the calibrated class probability, not the auxiliary binary head
+    assert np.allclose(detailed["p_available"], probs[:2, 0], atol=1e-6)
     best = RFNet.from_pretrained(result.best_dir)
+    assert best.calibration is not None and best.calibration["method"] == "temperature"
+    assert m["calibration"]["temperature"] == best.calibration["temperature"]
     ds = CachedDataset(build_cache(te, tmp_path / "cache", 32), te, best.config.modalities)
     batch = make_collate(best.tokenize)(ds.__getitems__(list(range(len(te)))))
     with torch.no_grad():
-        ref = torch.softmax(best(batch), -1).numpy()
+        logits = best(batch)
+        ref = best.calibrated_probs(logits).numpy()
     assert np.allclose(ref, probs, atol=1e-5)
+    t = best.calibration["temperature"]
+    assert np.allclose(torch.softmax(logits / t, -1).numpy(), probs, atol=1e-5)
 
 
 def test_train_rejects_unlabeled_and_mismatched_resume(random_samples, tmp_path):  # noqa: F811

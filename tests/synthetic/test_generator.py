@@ -136,8 +136,27 @@ def test_unsuitable_is_truncated(products):
             assert touches_frame
             x0, y0, x1, y1 = p["box"]
             assert x0 < 0 or x1 > S or y1 > S
-        else:
+        elif p["truncation"]["kind"] == "occluded":  # hidden behind a foreground object
+            assert p["truncation"]["occluded_fraction"] >= 0.2
+        else:  # chunk, slice, torn
             assert p["truncation"]["removed_fraction"] >= 0.2
+
+
+def test_unsuitable_has_independent_mechanisms(products):
+    kinds = {ex.params["truncation"]["kind"] for ex in _examples("unsuitable", products, n=40)}
+    assert {"frame", "chunk", "torn", "occluded"} <= kinds
+
+
+def test_input_placement_is_recorded_before_the_defect(products):
+    """params.placement is the intact product's layout box: a removed chunk does not shrink it
+    (params.box, the post-defect geometry, does)."""
+    for ex in _examples("unsuitable", products, n=24):
+        p = ex.params
+        x0, y0, x1, y1 = p["placement"]
+        b = p["box"]
+        assert x1 > x0 and y1 > y0
+        if p["truncation"]["kind"] in ("chunk", "slice", "torn"):
+            assert (x1 - x0) * (y1 - y0) >= (b[2] - b[0]) * (b[3] - b[1])
 
 
 def test_space_mismatch_floats(products):

@@ -26,6 +26,17 @@ class Command(JobCommand):
         parser.add_argument("--patience", type=int, help="Early stopping patience (0: off).")
         parser.add_argument("--backbone", help="Local folder of a pretrained vision backbone.")
         parser.add_argument("--no-mixed-precision", action="store_true")
+        parser.add_argument(
+            "--text-encoder", help="Local folder of a transformers text encoder (e.g. RoBERTa)."
+        )
+        parser.add_argument(
+            "--depth-model", help="Local folder of a depth model (adds depth maps)."
+        )
+        parser.add_argument("--freeze-text-encoder", action="store_true")
+        parser.add_argument("--freeze-backbones", action="store_true")
+        parser.add_argument(
+            "--lr-pretrained", type=float, help="Learning rate of pretrained parts (default 1e-4)."
+        )
 
     def job_params(self, options) -> dict:
         params = {"dataset": options["dataset"]}
@@ -39,6 +50,9 @@ class Command(JobCommand):
             "seed",
             "patience",
             "backbone",
+            "text_encoder",
+            "depth_model",
+            "lr_pretrained",
         ):
             if options.get(key) is not None:
                 params[key] = options[key]
@@ -46,4 +60,8 @@ class Command(JobCommand):
             params["augment"] = False
         if options["no_mixed_precision"]:
             params["mixed_precision"] = False
+        if options["freeze_text_encoder"]:
+            params["freeze_text_encoder"] = True
+        if options["freeze_backbones"]:
+            params["freeze_backbones"] = True
         return params
