@@ -108,14 +108,14 @@ class LatentCodec:
 
 
 # -- tokenizer ------------------------------------------------------------------------------
-BASE_WORDS = tuple(  # a word list reads better as one string
-    "a an the of on in at with and front view product placed desktop table tablecloth scene "
-    "indoor outdoor bright soft minimalist walls wall background surface wooden marble stone "
-    "concrete fabric light dark shadow flowers leaves plant photo photography commercial studio "
-    "white black grey gray red orange yellow green blue purple pink brown beige cream teal "
-    "navy gold silver tones colorful pastel warm cool sunlight bokeh focus 4k hd quality "
-    "photorealistic professional lowres watermark text blurry worst low bad cropped"
-).split()
+_BASE_WORDS = """
+a an the of on in at with and front view product placed desktop table tablecloth scene indoor
+outdoor bright soft minimalist walls wall background surface wooden marble stone concrete fabric
+light dark shadow flowers leaves plant photo photography commercial studio white black grey gray
+red orange yellow green blue purple pink brown beige cream teal navy gold silver tones colorful
+pastel warm cool sunlight bokeh focus 4k hd quality photorealistic professional lowres watermark
+text blurry worst low bad cropped
+"""
 
 
 def bytes_to_unicode() -> dict[int, str]:
@@ -144,7 +144,7 @@ def build_tokenizer(words: Sequence[str] = (), max_length: int = 77):
     merges: list[tuple[str, str]] = []
     seen = set(vocab_list)
     encode = bytes_to_unicode()
-    for word in dict.fromkeys([*BASE_WORDS, *(w.lower() for w in words)]):
+    for word in dict.fromkeys([*_BASE_WORDS.split(), *(w.lower() for w in words)]):
         if not re.fullmatch(r"[^\W\d_]+|[<>\w-]+", word):
             continue
         symbols = [encode[b] for b in word.encode("utf-8")]
