@@ -25,8 +25,10 @@ class FeedbackConfig(AppConfig):
 
     def ready(self) -> None:
         from .jobs import register_kinds
+        from .rfft import register_kinds as register_rfft_kinds
 
         register_kinds()
+        register_rfft_kinds()
         post_migrate.connect(
             grant_feedback_permissions, sender=self, dispatch_uid="rfstudio-feedback-perms"
         )

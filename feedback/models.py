@@ -127,3 +127,5 @@ class TrainingDataset(DatasetVersion):
     class Meta:
         proxy = True
         verbose_name = "training dataset"
+
+from .rfft_models import ABJudgement, ABPair, EvaluationImage, GeneratorEvaluation  # noqa: E402,F401  RFFT (issue 10)

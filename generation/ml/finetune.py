@@ -536,9 +536,17 @@ def finetune(
                     l_cc = torch.zeros((), device=accelerator.device)
                     if use_reg:
                         l_cc = _regulariser_term(
-                            den, regulariser, reference, raw_controlnet, lora, x, t, a_t, prep,
+                            den,
+                            regulariser,
+                            reference,
+                            raw_controlnet,
+                            lora,
+                            x,
+                            t,
+                            a_t,
+                            prep,
                             cond_out,
-                        )  # fmt: skip
+                        )
                         loss = loss + config.beta * l_cc
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:

@@ -49,9 +49,12 @@ def tiny_components(seed: int = 0, *, inpaint: bool = True, prediction_type="eps
         sample_size=SIZE,
     )
     scheduler = DDIMScheduler(
-        num_train_timesteps=1000, beta_schedule="scaled_linear", prediction_type=prediction_type,
-        clip_sample=False, set_alpha_to_one=False,
-    )  # fmt: skip
+        num_train_timesteps=1000,
+        beta_schedule="scaled_linear",
+        prediction_type=prediction_type,
+        clip_sample=False,
+        set_alpha_to_one=False,
+    )
     return Components(unet=unet, controlnet=controlnet, scheduler=scheduler, vae=vae)
 
 

@@ -18,8 +18,9 @@ def setup():
 
 
 def _cfg(**kw) -> FinetuneConfig:
-    base = dict(steps=3, batch_size=2, num_inference_steps=6, last_k=3, checkpoint_every=2,
-                lr=1e-3, seed=0)  # fmt: skip
+    base = dict(
+        steps=3, batch_size=2, num_inference_steps=6, last_k=3, checkpoint_every=2, lr=1e-3, seed=0
+    )
     return FinetuneConfig(**{**base, **kw})
 
 
@@ -37,8 +38,13 @@ def test_only_controlnet_or_lora_parameters_change(setup, tmp_path, lora_rank):
     comps, reward, batch = setup
     unet, vae, rfnet = _snapshot(comps.unet), _snapshot(comps.vae), _snapshot(reward.model)
     cn = _snapshot(comps.controlnet)
-    res = finetune(components=comps, reward=reward, batches=lambda s, g: batch,
-                   config=_cfg(lora_rank=lora_rank), out_dir=tmp_path)  # fmt: skip
+    res = finetune(
+        components=comps,
+        reward=reward,
+        batches=lambda s, g: batch,
+        config=_cfg(lora_rank=lora_rank),
+        out_dir=tmp_path,
+    )
     assert not _changed(unet, comps.unet) and not _changed(vae, comps.vae)
     assert not _changed(rfnet, reward.model)
     state = comps.controlnet.state_dict()
@@ -60,8 +66,13 @@ def test_only_controlnet_or_lora_parameters_change(setup, tmp_path, lora_rank):
 
 def test_consistent_condition_is_zero_at_first_step_then_grows(setup, tmp_path):
     comps, reward, batch = setup
-    res = finetune(components=comps, reward=reward, batches=lambda s, g: batch,
-                   config=_cfg(steps=4, beta=1.0), out_dir=tmp_path)  # fmt: skip
+    res = finetune(
+        components=comps,
+        reward=reward,
+        batches=lambda s, g: batch,
+        config=_cfg(steps=4, beta=1.0),
+        out_dir=tmp_path,
+    )
     l_cc = [h["l_cc"] for h in res.history]
     assert l_cc[0] == 0.0
     assert all(v > 0 for v in l_cc[1:]), l_cc
@@ -79,8 +90,13 @@ def test_refl_gradient_reaches_controlnet_through_decoder_and_rfnet(setup, tmp_p
         return reward(images, b)
 
     cn = _snapshot(comps.controlnet)
-    res = finetune(components=comps, reward=probe, batches=lambda s, g: batch,
-                   config=_cfg(method="refl", steps=2, last_k=1), out_dir=tmp_path)  # fmt: skip
+    res = finetune(
+        components=comps,
+        reward=probe,
+        batches=lambda s, g: batch,
+        config=_cfg(method="refl", steps=2, last_k=1),
+        out_dir=tmp_path,
+    )
     assert all(h["grad_norm"] > 0 for h in res.history)
     assert "l_cc" not in res.history[0] or res.history[0]["l_cc"] == 0.0
     g = grads["images"].grad
@@ -103,10 +119,21 @@ def test_loss_decreases_when_overfitting_one_batch(setup, tmp_path):
     def brightness(images, b):
         return torch.sigmoid(8 * (images.mean(dim=(1, 2, 3)) - 0.6))
 
-    res = finetune(components=comps, reward=brightness, batches=lambda s, g: batch,
-                   config=_cfg(method="refl", steps=12, num_inference_steps=4, last_k=4, lr=2e-2,
-                               max_grad_norm=None, checkpoint_every=100),
-                   out_dir=tmp_path)  # fmt: skip
+    res = finetune(
+        components=comps,
+        reward=brightness,
+        batches=lambda s, g: batch,
+        config=_cfg(
+            method="refl",
+            steps=12,
+            num_inference_steps=4,
+            last_k=4,
+            lr=2e-2,
+            max_grad_norm=None,
+            checkpoint_every=100,
+        ),
+        out_dir=tmp_path,
+    )
     f = [h["f_ac"] for h in res.history]
     assert sum(f[-4:]) / 4 < sum(f[:4]) / 4 - 0.03, f
 
@@ -125,12 +152,28 @@ def test_resume_continues_from_checkpoint_exactly(setup, tmp_path):
 
     first = tiny_components()
     with pytest.raises(Killed):
-        finetune(components=first, reward=reward, batches=lambda s, g: batch,
-                 config=_cfg(steps=4), out_dir=tmp_path / "a", on_step=die)  # fmt: skip
-    resumed = finetune(components=tiny_components(), reward=reward, batches=lambda s, g: batch,
-                       config=_cfg(steps=4), out_dir=tmp_path / "a")  # fmt: skip
-    straight = finetune(components=tiny_components(), reward=reward, batches=lambda s, g: batch,
-                        config=_cfg(steps=4), out_dir=tmp_path / "b")  # fmt: skip
+        finetune(
+            components=first,
+            reward=reward,
+            batches=lambda s, g: batch,
+            config=_cfg(steps=4),
+            out_dir=tmp_path / "a",
+            on_step=die,
+        )
+    resumed = finetune(
+        components=tiny_components(),
+        reward=reward,
+        batches=lambda s, g: batch,
+        config=_cfg(steps=4),
+        out_dir=tmp_path / "a",
+    )
+    straight = finetune(
+        components=tiny_components(),
+        reward=reward,
+        batches=lambda s, g: batch,
+        config=_cfg(steps=4),
+        out_dir=tmp_path / "b",
+    )
     assert resumed.resumed_from_step == 2 and straight.resumed_from_step == 0
     assert [h["step"] for h in resumed.history] == [1, 2, 3, 4]
     from safetensors.torch import load_file
@@ -146,6 +189,11 @@ def test_other_prediction_types_and_plain_unet(tmp_path, prediction_type):
     torch.manual_seed(0)
     comps = tiny_components(inpaint=prediction_type == "sample", prediction_type=prediction_type)
     batch = make_batch(tiny_products(1), embeds=torch.randn(1, 4, 16))
-    res = finetune(components=comps, reward=tiny_reward(), batches=lambda s, g: batch,
-                   config=_cfg(steps=2, batch_size=1), out_dir=tmp_path)  # fmt: skip
+    res = finetune(
+        components=comps,
+        reward=tiny_reward(),
+        batches=lambda s, g: batch,
+        config=_cfg(steps=2, batch_size=1),
+        out_dir=tmp_path,
+    )
     assert res.metrics["ok"] and res.history[0]["l_cc"] == 0.0
