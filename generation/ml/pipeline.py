@@ -397,7 +397,7 @@ def paste_back_tensor(
 
 def to_tensor(arr: np.ndarray, *, signed: bool) -> torch.Tensor:
     """HWC / HW uint8 → (C, H, W) float in [-1, 1] (signed) or [0, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(arr)).float() / 255.0
+    t = torch.from_numpy(np.array(arr, copy=True)).float() / 255.0
     t = t.unsqueeze(-1) if t.ndim == 2 else t
     t = t.permute(2, 0, 1)
     return t * 2 - 1 if signed else t
