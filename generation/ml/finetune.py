@@ -290,7 +290,8 @@ def paste_back(decoded: torch.Tensor, batch: FinetuneBatch) -> torch.Tensor:
     """[-1, 1] decoded canvas → [0, 1] image with the product pixels pasted back (differentiable
     in the background, exact on the product)."""
     a = batch.alpha.to(decoded.dtype)
-    return ((a * batch.product.to(decoded.dtype) + (1 - a) * decoded).clamp(-1, 1) + 1) / 2
+    decoded = decoded.clamp(-1, 1)  # as the serving pipeline's decode does, before blending
+    return (a * batch.product.to(decoded.dtype) + (1 - a) * decoded + 1) / 2
 
 
 # -- the loop -------------------------------------------------------------------------------
