@@ -234,3 +234,12 @@ def _creative_values(r: CreativeRow, product_ids: dict[str, int], now) -> tuple:
         r.external_id,
         now,
     )
+
+
+# The diffusion-model registry's writes live in generation.registry; re-exported here so callers
+# find every generation write under generation.services.
+from generation.registry import (  # noqa: E402, F401
+    register_diffusion_model,
+    register_finetuned_model,
+    register_trained_model,
+)
