@@ -14,15 +14,15 @@ from django.db.models import Q
 class GeneratorEvaluation(models.Model):
     """One `evaluate_generator` run: a model (and its baseline) on held-out products × seeds."""
 
-    name = models.SlugField(max_length=150, unique=True)
+    name = models.SlugField(max_length=200, unique=True)
     job = models.OneToOneField(
         "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     # Registry names (generation's DiffusionModel.name) at the time of the run.
-    model_name = models.CharField(max_length=150)
-    baseline_name = models.CharField(max_length=150, blank=True)
-    reward_name = models.CharField(max_length=150, blank=True)
-    judge_name = models.CharField(max_length=150, blank=True)
+    model_name = models.CharField(max_length=200)
+    baseline_name = models.CharField(max_length=200, blank=True)
+    reward_name = models.CharField(max_length=200, blank=True)
+    judge_name = models.CharField(max_length=200, blank=True)
     products = models.JSONField(default=list)  # SKUs, in order
     seeds = models.JSONField(default=list)
     prompts = models.JSONField(default=list)

@@ -19,14 +19,14 @@ def _model():
 
 def resolve_diffuser(name: str):
     """A registered diffusion model by name, or `latest` (contract 2: the registry's selector)."""
+    from django.core.exceptions import ValidationError
+
     from generation import selectors
 
     try:
         return selectors.resolve_diffusion_model(name)
-    except Exception as exc:  # the registry's own "not found" error, whatever its class
-        if isinstance(exc, DiffuserNotFound):
-            raise
-        raise DiffuserNotFound(str(exc)) from exc
+    except ValidationError as exc:
+        raise DiffuserNotFound(" ".join(exc.messages)) from exc
 
 
 def base_of(name: str) -> str | None:
@@ -71,6 +71,11 @@ def register_finetuned(
         metrics=metrics,
         created_by=job.requested_by if job is not None else None,
     )
+
+
+def reward_name_of(model) -> str:
+    """The RFNet a model was fine-tuned against ('' for a base)."""
+    return model.reward_model or ""
 
 
 def finetuned_by_job(job):

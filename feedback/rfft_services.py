@@ -42,7 +42,7 @@ def evaluate_generator(*, params: dict, job=None, reporter=None, device: str | N
     model = rfft_registry.resolve_diffuser(params["model"])
     baseline = rfft_registry.resolve_diffuser(params["baseline"])
     judge_model = resolve_model(params["judge"])
-    reward_name = params.get("reward") or (model.reward_model_name or "active")
+    reward_name = params.get("reward") or rfft_registry.reward_name_of(model) or "active"
     reward_model = resolve_model(reward_name)
     if reward_model.pk == judge_model.pk:
         raise ValueError("The judge must be independent of the reward RFNet.")

@@ -1,0 +1,141 @@
+"""The rfft job on a real db_worker: SIGKILL mid-run → sweep → a fresh worker resumes from the
+checkpoint → a new DiffusionModel with lineage; curves on the job; bad input is refused."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from generation.models import DiffusionModel
+from jobs import services
+from jobs.models import Job, JobMetric, JobStatus
+from jobs.sweeper import sweep_stale_jobs
+from tests.factories import make_user
+from tests.jobs.conftest import TIMINGS, Workers, wait_for, worker_env
+
+PARAMS = dict(
+    base="tiny-base",
+    reward="latest",
+    method="rfft",
+    beta=0.5,
+    steps=30,
+    batch_size=1,
+    lr=1e-3,
+    num_inference_steps=4,
+    last_k=2,
+    guidance_scale=2.0,
+    checkpoint_every=3,
+)
+
+
+@pytest.fixture
+def workers(tmp_path, transactional_db, settings):
+    settings.JOBS_WORK_DIR = str(tmp_path / "work")
+    for key, value in TIMINGS.items():
+        setattr(settings, f"JOBS_{key}", value)
+    w = Workers(tmp_path)
+    yield w
+    w.stop_all()
+
+
+def _worker(workers, tmp_path, settings, name):
+    env = worker_env(
+        tmp_path,
+        RFSTUDIO_MODELS_DIR=str(settings.RFSTUDIO_MODELS_DIR),
+        RFSTUDIO_CACHE_DIR=str(settings.RFSTUDIO_CACHE_DIR),
+        RFSTUDIO_JOBS_WORK_DIR=str(settings.JOBS_WORK_DIR),
+    )
+    return workers.start(
+        "db_worker",
+        "--queue-name",
+        "gpu",
+        "--worker-id",
+        name,
+        "--no-reload",
+        "--no-startup-delay",
+        "--interval",
+        "0.2",
+        name=name,
+        env=env,
+    )
+
+
+def job(pk) -> Job:
+    return Job.objects.get(pk=pk)
+
+
+@pytest.mark.slow
+def test_killed_rfft_worker_resumes_and_registers_lineage(
+    workers, tmp_path, settings, tiny_base, register, products
+):
+    reward = register()
+    user = make_user("ml_engineer")
+    pk = services.enqueue_job(kind="rfft", params=PARAMS, requested_by=user).pk
+    assert job(pk).params["reward"] == reward.name  # "latest" resolved at enqueue
+    first = _worker(workers, tmp_path, settings, "rf-doomed")
+    wait_for(lambda: job(pk).step >= 7, timeout=120, what="step 7", on_fail=workers.logs)
+    workers.kill(first)
+    killed_at = job(pk).step
+    assert job(pk).status == JobStatus.RUNNING
+    _worker(workers, tmp_path, settings, "rf-rescue")
+
+    def swept():
+        sweep_stale_jobs()
+        return job(pk).attempt == 2
+
+    wait_for(swept, timeout=30, what="sweep", on_fail=workers.logs)
+    done = wait_for(
+        lambda: job(pk).is_finished and job(pk), timeout=120, what="finish", on_fail=workers.logs
+    )
+    assert done.status == JobStatus.SUCCEEDED, (done.error, workers.logs())
+    assert 6 <= done.result["resumed_from_step"] <= killed_at
+    assert any("resuming from checkpoint" in line for line in done.log_lines)
+    model = DiffusionModel.objects.get(job_id=pk)
+    assert model.parent == tiny_base and model.reward_model == reward.name
+    assert model.lineage["params"]["method"] == "rfft" and model.controlnet_path
+    names = set(JobMetric.objects.filter(job_id=pk).values_list("name", flat=True))
+    assert {"reward", "f_ac", "l_cc", "grad_norm", "loss"} <= names
+    # The attempt after the kill logged its steps from the checkpoint on, not from 0.
+    steps = JobMetric.objects.filter(job_id=pk, name="f_ac", attempt=2).values_list(
+        "step", flat=True
+    )
+    assert min(steps) == done.result["resumed_from_step"] + 1 and max(steps) == PARAMS["steps"]
+
+
+@pytest.mark.django_db
+def test_bad_parameters_are_refused_by_name(tiny_base, register, products):
+    register()
+    user = make_user("ml_engineer")
+    cases = [
+        ({"base": "nope"}, "base"),
+        ({"reward": "nope"}, "reward"),
+        ({"products": "RF-0,UNKNOWN-9"}, "products"),
+        ({"num_inference_steps": 4, "last_k": 9}, "last_k"),
+        ({"method": "ppo"}, "method"),
+    ]
+    for change, field in cases:
+        with pytest.raises(ValidationError) as exc:
+            services.enqueue_job(kind="rfft", params={**PARAMS, **change}, requested_by=user)
+        assert field in exc.value.message_dict, (change, exc.value.message_dict)
+    assert not Job.objects.exists()
+    with pytest.raises(CommandError, match="base"):
+        call_command("finetune_diffuser", "--base", "missing", "--reward", "latest")
+    # refl stores beta 0 (no regulariser), and the CLI enqueues on the gpu queue.
+    call_command(
+        "finetune_diffuser",
+        "--base",
+        "latest",
+        "--reward",
+        "latest",
+        "--method",
+        "refl",
+        "--beta",
+        "3",
+        "--products",
+        "RF-0",
+    )
+    j = Job.objects.get()
+    assert j.queue == "gpu" and j.params["beta"] == 0.0 and j.params["products"] == "RF-0"
+    assert j.params["base"] == "tiny-base" and j.inputs["base"] == "tiny-base"
