@@ -53,3 +53,6 @@ class AnnotationConfig(AppConfig):
         # After jobs' post_migrate (which creates the groups): grant() get_or_creates anyway.
         post_migrate.connect(_grant_role_permissions, sender=self, dispatch_uid="annotation_roles")
         from . import signals  # noqa: F401  (schema cache invalidation)
+        from .generation_plugins import register as register_generation_plugins
+
+        register_generation_plugins()  # datasets and projects for generation's jobs

@@ -42,3 +42,37 @@ def tiny_pipeline(codec: str = "pixel_unshuffle") -> InpaintPipeline:
 
 def sample_config(**kw) -> SampleConfig:
     return SampleConfig(**{"size": 32, "steps": 3, "guidance_scale": 2.0, "batch_size": 2, **kw})
+
+
+def make_cutout_product(sku: str, *, category: str = "beauty/makeup", **kw):
+    """A Product whose image is a hand-made RGBA cut-out (stored through default storage)."""
+    import hashlib
+    import io
+
+    from django.core.files.base import ContentFile
+
+    from generation.models import Product
+
+    buf = io.BytesIO()
+    im = cutout(**kw)
+    im.save(buf, format="PNG")
+    data = buf.getvalue()
+    product = Product(
+        sku=sku,
+        title=f"Product {sku}",
+        category=category,
+        sha256=hashlib.sha256(data).hexdigest(),
+        width=im.width,
+        height=im.height,
+    )
+    product.image.save(f"{sku}.png", ContentFile(data), save=False)
+    product.save()
+    return product
+
+
+def register_tiny(tmp_path, name: str = "tiny", codec: str = "pixel_unshuffle"):
+    from generation import registry
+    from generation.ml.pipeline import save_components
+
+    folder = save_components(_components(codec), tmp_path / f"model-{name}")
+    return registry.register_diffusion_model(name=name, path=folder)
