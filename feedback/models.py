@@ -128,4 +128,10 @@ class TrainingDataset(DatasetVersion):
         proxy = True
         verbose_name = "training dataset"
 
-from .rfft_models import ABJudgement, ABPair, EvaluationImage, GeneratorEvaluation  # noqa: E402,F401  RFFT (issue 10)
+from .rfft_models import (  # noqa: E402,F401  RFFT (issue 10)
+    ABJudgement,
+    ABPair,
+    EvaluationImage,
+    FineTunableDiffuser,
+    GeneratorEvaluation,
+)

@@ -35,10 +35,10 @@ def _clean_skus(value: str, *, required: bool) -> list[str]:
 
 class RFFTParamsForm(DefaultsForm):
     base = forms.CharField(
-        max_length=150, initial="latest", help_text="Diffusion model name, or 'latest'."
+        max_length=200, initial="latest", help_text="Diffusion model name, or 'latest'."
     )
     reward = forms.CharField(
-        max_length=150,
+        max_length=200,
         initial="active",
         required=False,
         help_text="RFNet model name, or 'active' / 'latest'.",
@@ -76,13 +76,14 @@ class RFFTParamsForm(DefaultsForm):
     )
     last_k = forms.IntegerField(min_value=1, max_value=1000, initial=10, required=False)
     guidance_scale = forms.FloatField(min_value=1.0, max_value=50.0, initial=7.5, required=False)
-    gradient_checkpointing = forms.BooleanField(initial=True, required=False)
+    # NullBoolean: an API/CLI call that leaves it out means "default" (on), not False.
+    gradient_checkpointing = forms.NullBooleanField(initial=True, required=False)
     checkpoint_every = forms.IntegerField(
         min_value=1, max_value=100_000, initial=25, required=False
     )
     seed = forms.IntegerField(min_value=0, initial=0, required=False)
     name = forms.SlugField(
-        max_length=150, required=False, initial="", help_text="Name of the result (blank: derived)."
+        max_length=200, required=False, initial="", help_text="Name of the result (blank: derived)."
     )
 
     def clean_base(self):
@@ -105,18 +106,18 @@ class RFFTParamsForm(DefaultsForm):
 
 
 class EvaluateGeneratorParamsForm(DefaultsForm):
-    model = forms.CharField(max_length=150, help_text="Diffusion model name, or 'latest'.")
+    model = forms.CharField(max_length=200, help_text="Diffusion model name, or 'latest'.")
     baseline = forms.CharField(
-        max_length=150,
+        max_length=200,
         required=False,
         initial="",
         help_text="Diffusion model to compare with (blank: the model's base, when it has one).",
     )
     judge = forms.CharField(
-        max_length=150, help_text="An RFNet trained on other data or seeds than the reward."
+        max_length=200, help_text="An RFNet trained on other data or seeds than the reward."
     )
     reward = forms.CharField(
-        max_length=150,
+        max_length=200,
         required=False,
         initial="",
         help_text="Reward RFNet (blank: the one the model was fine-tuned against, else active).",

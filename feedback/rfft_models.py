@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from generation.models import DiffusionModel
+
 
 class GeneratorEvaluation(models.Model):
     """One `evaluate_generator` run: a model (and its baseline) on held-out products × seeds."""
@@ -114,3 +116,13 @@ class ABJudgement(models.Model):
                 name="abjudgement_preference_valid",
             ),
         ]
+
+
+class FineTunableDiffuser(DiffusionModel):
+    """generation's diffusion models seen from feedback, where the RFNet-driven actions live
+    (fine-tune against an RFNet, evaluate): a proxy, no table."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "diffusion model (RFFT)"
+        verbose_name_plural = "diffusion models (RFFT)"

@@ -139,3 +139,42 @@ def test_bad_parameters_are_refused_by_name(tiny_base, register, products):
     j = Job.objects.get()
     assert j.queue == "gpu" and j.params["beta"] == 0.0 and j.params["products"] == "RF-0"
     assert j.params["base"] == "tiny-base" and j.inputs["base"] == "tiny-base"
+
+
+@pytest.mark.django_db
+def test_admin_actions_on_rfnet_and_on_diffusion_models(client, tiny_base, register, products):
+    reward = register()
+    user = make_user("ml_engineer", is_staff=True)
+    client.force_login(user)
+    # On the RFNet model: the confirmation form is pre-filled with this RFNet as the reward.
+    url = "/admin/feedback/feedbackmodel/"
+    base = {"action": "finetune_against_rfnet", "_selected_action": [reward.pk]}
+    confirm = client.post(url, base)
+    assert confirm.status_code == 200, confirm.content[:500]
+    html = confirm.content.decode()
+    assert f'value="{reward.name}"' in html and 'name="job-base"' in html
+    key = confirm.context["job_key"]
+    done = client.post(
+        url,
+        {
+            **base,
+            "post": "yes",
+            "job_key": key,
+            "job-base": "latest",
+            "job-reward": reward.name,
+            "job-method": "rfft",
+            "job-beta": "0.2",
+            "job-steps": "5",
+        },
+    )
+    assert done.status_code == 302, done.content.decode()[-2000:]
+    j = Job.objects.get(kind="rfft")
+    assert j.params["reward"] == reward.name and j.params["base"] == "tiny-base"
+    assert j.params["beta"] == 0.2 and j.params["gradient_checkpointing"] is True
+    # On the diffusion model (feedback's proxy admin): fine-tune and evaluate.
+    url = "/admin/feedback/finetunablediffuser/"
+    assert client.get(url).status_code == 200
+    for action, field in (("finetune_diffuser", "job-base"), ("evaluate_generator", "job-model")):
+        page = client.post(url, {"action": action, "_selected_action": [tiny_base.pk]})
+        assert page.status_code == 200 and f'name="{field}"' in page.content.decode()
+        assert 'value="tiny-base"' in page.content.decode()
