@@ -178,3 +178,25 @@ def test_admin_actions_on_rfnet_and_on_diffusion_models(client, tiny_base, regis
         page = client.post(url, {"action": action, "_selected_action": [tiny_base.pk]})
         assert page.status_code == 200 and f'name="{field}"' in page.content.decode()
         assert 'value="tiny-base"' in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_api_launch_validates_per_field_and_evaluations_are_readable(tiny_base, register, products):
+    from rest_framework.test import APIClient
+
+    register()
+    api = APIClient()
+    api.force_authenticate(make_user("annotator"))
+    assert api.post("/api/feedback/rfft/", {"params": PARAMS}, format="json").status_code == 403
+    assert api.get("/api/feedback/generator-evaluations/").status_code == 403
+    api.force_authenticate(make_user("ml_engineer"))
+    bad = api.post("/api/feedback/rfft/", {"params": {**PARAMS, "base": "nope"}}, format="json")
+    assert bad.status_code == 400 and "base" in bad.json()["params"]
+    assert not Job.objects.exists()
+    ok = api.post("/api/feedback/rfft/", {"params": PARAMS, "idempotency_key": "k1"}, format="json")
+    again = api.post(
+        "/api/feedback/rfft/", {"params": PARAMS, "idempotency_key": "k1"}, format="json"
+    )
+    assert ok.status_code == again.status_code == 201 and ok.json()["job"] == again.json()["job"]
+    api.force_authenticate(make_user("qa"))
+    assert api.get("/api/feedback/generator-evaluations/").json() == []
