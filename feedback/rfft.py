@@ -90,7 +90,7 @@ def run_rfft(ctx) -> dict:
     base = rfft_registry.resolve_diffuser(p["base"])
     reward_model = resolve_model(p["reward"])
     ctx.reporter.progress(0, p["steps"], phase="loading models")
-    pipe = rfft_registry.load_pipeline(base, device=None)
+    pipe = rfft_registry.load_pipeline(base, device=ctx.device)
     reward = RFNetReward(RFNet.from_pretrained(reward_model.checkpoint_path))
     products = product_inputs(_skus(p.get("products")))
     prompts = load_prompts()
@@ -123,7 +123,7 @@ def run_rfft(ctx) -> dict:
     batches = ProductBatches(products, prompts, encode, size=size, batch_size=config.batch_size)
     result = finetune(
         components=pipe.c,
-        reward=reward.to(pipe.device),
+        reward=reward,
         batches=batches,
         config=config,
         out_dir=Path(ctx.work_dir) / "finetune",

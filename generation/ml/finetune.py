@@ -437,6 +437,8 @@ def finetune(
     use_reg = config.uses_regulariser and regulariser is not None
 
     unet, vae, controlnet = components.unet, components.vae, components.controlnet
+    if isinstance(reward, nn.Module):  # a frozen scorer (RFNet) runs where the images are
+        reward.to(accelerator.device)
     for frozen in (unet, vae):
         frozen.requires_grad_(False)
         frozen.eval()
