@@ -34,10 +34,12 @@ class FeedbackConfig(AppConfig):
 
     def ready(self) -> None:
         from .jobs import register_kinds
+        from .recurrent import register_kinds as register_recurrent_kinds
         from .rfft import register_kinds as register_rfft_kinds
 
         register_kinds()
         register_rfft_kinds()
+        register_recurrent_kinds()
         post_migrate.connect(
             grant_feedback_permissions, sender=self, dispatch_uid="rfstudio-feedback-perms"
         )
