@@ -39,6 +39,19 @@ def p_available(scorer, samples) -> list[float]:
     return [float(p) for p in scorer.score_detailed(samples)["p_available"]]
 
 
+def stored_p_available(creative_ids) -> dict[int, float]:
+    """Stored P(available) of creatives by the active RFNet (the generation pages' verdicts).
+
+    # contract: calibrated P(available), see issue 8 — repoint at
+    # feedback.selectors.p_available_by_creative(creative_ids=…) at merge."""
+    from .models import CreativeScore, FeedbackModel
+
+    rows = CreativeScore.objects.filter(
+        creative_id__in=list(creative_ids), model__status=FeedbackModel.Status.ACTIVE
+    ).values_list("creative_id", "p_available")
+    return {cid: float(p) for cid, p in rows}
+
+
 class RecurrentForm(GenerateForm):
     reward = forms.CharField(initial="active", help_text="RFNet model: name, 'active', 'latest'.")
     budget = forms.IntegerField(initial=4, min_value=1, max_value=100, help_text="K attempts.")
@@ -193,6 +206,9 @@ def _lineage(params: dict):
 
 
 def register_kinds() -> None:
+    from generation import plugins
+
+    plugins.register("verdicts", stored_p_available)  # RFNet verdicts on generation's pages
     register(
         JobKind(
             name=RECURRENT,
