@@ -337,6 +337,61 @@ def grid(images: list[list[Image.Image]], path: Path, cell: int = 64) -> None:
     sheet.save(path)
 
 
+def diagnose(args) -> dict:
+    """Is the reward worth optimising? P(available) of REAL available creatives of held-out SKUs
+    by reward and judge, and what direct gradient ascent on the background pixels (60 Adam
+    steps) does to the reward and to the judge (reward hacking shows as reward up, judge flat)."""
+    torch.set_num_threads(1)
+    work = Path(args.work)
+    reward = RFNetReward(RFNet.from_pretrained(work / "reward" / "best"))
+    judge = RFNetReward(RFNet.from_pretrained(work / "judge" / "best"))
+    if args.base:
+        comps, encode = load_generation_base(Path(args.base))
+    else:
+        comps, encode = load_base(work / "base"), HashPromptEncoder(*EMBED)
+    _, held_p = split_products()
+    exs = examples(args.products, 404, held_p, {"available": 1.0})
+    inputs = [ProductInput(e.sku, e.product, tuple(e.params["box"])) for e in exs]
+    batch = build_batch(
+        inputs, [(e.prompt, "") for e in exs], encode, size=SIZE, scales=[0.74] * len(exs)
+    )
+    gen = sample_images(
+        comps,
+        batch,
+        seeds=list(range(len(exs))),
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance,
+    )
+    real = torch.stack(
+        [torch.from_numpy(np.asarray(e.image, np.float32) / 255).permute(2, 0, 1) for e in exs]
+    )
+    out = {}
+    with torch.no_grad():
+        for name, ims in (("real_available", real), ("generated", gen)):
+            out[name] = {
+                "reward": float(reward(ims, batch).mean()),
+                "judge": float(judge(ims, batch).mean()),
+            }
+    x = gen.clone().requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=0.02)
+    bg = 1 - batch.alpha
+    for _ in range(60):
+        im = gen * (1 - bg) + x.clamp(0, 1) * bg
+        loss = -reward(im, batch).clamp_min(1e-6).log().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        im = gen * (1 - bg) + x.clamp(0, 1) * bg
+        out["pixel_ascent_60"] = {
+            "reward": float(reward(im, batch).mean()),
+            "judge": float(judge(im, batch).mean()),
+        }
+    print(json.dumps(out))
+    (work / "diagnose.json").write_text(json.dumps(out, indent=2))
+    return out
+
+
 def memory_probe(args) -> None:
     """Child process: a few fine-tuning steps; prints peak RSS growth (MB)."""
     torch.set_num_threads(1)
@@ -402,7 +457,19 @@ def main() -> None:
     ap.add_argument("--probe", choices=["on", "off"], default=None)
     ap.add_argument("--base", default=None, help="a generation pipeline folder (train_diffuser)")
     ap.add_argument("--no-append", action="store_true")
+    ap.add_argument("--diagnose", action="store_true", help="reward sanity checks only")
+    ap.add_argument(
+        "--append-only",
+        action="store_true",
+        help="append WORK/results.json (a finished --no-append run) to RESULTS.md",
+    )
+    ap.add_argument("--minutes", type=float, default=None, help="wall time of that run")
     args = ap.parse_args()
+    if args.diagnose:
+        return diagnose(args)
+    if args.append_only:
+        results = json.loads((Path(args.work) / "results.json").read_text())
+        return append_results(args, results, (args.minutes or 0) * 60)
     if args.probe:
         return memory_probe(args)
     if args.quick:
