@@ -97,6 +97,7 @@ def cmd_train(args) -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    overrides = {"prediction_type": args.prediction_type} if args.prediction_type else {}
     t0 = time.perf_counter()
     examples, samples = synthetic_examples(args.examples, seed=args.seed)
     prep_s = time.perf_counter() - t0
@@ -125,7 +126,7 @@ def cmd_train(args) -> None:
     res = train(
         examples=examples,
         out_dir=Path(args.work),
-        model_config=preset(args.preset),
+        model_config=preset(args.preset, **overrides),
         config=cfg,
         reporter=Print(),
         resume=args.resume,
@@ -148,7 +149,7 @@ def cmd_train(args) -> None:
     lines = [
         f"- preset `{args.preset}` ({m['size']} px), {m['examples']} procedural `available` "
         f"creatives (held-out SKUs for samples), batch {args.batch_size}, lr {args.lr}, "
-        f"seed {args.seed}, budget {args.minutes} min under `nice -n 10` on a shared CPU",
+        f"prediction {args.prediction_type or 'preset'}, seed {args.seed}, budget {args.minutes} min under `nice -n 10` on a shared CPU",
         f"- {m['steps']} steps in {m['train_seconds']:.0f} s (median step "
         f"{m['step_time_median']:.2f} s), data prep {prep_s:.0f} s",
         f"- loss (mean of 50 steps before): {curve}; first 5% {m['loss_first']:.3f} → last 5% "
@@ -226,6 +227,7 @@ def main() -> None:
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--sample-every", type=int, default=500)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--prediction-type", default=None, help="epsilon | v_prediction | sample")
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--resume", action="store_true")
     t.add_argument("--out", default=str(ROOT / "bench" / "generation"))

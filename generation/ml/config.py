@@ -48,8 +48,10 @@ class DiffusionConfig:
     text_heads: int = 2
     text_max_length: int = 77
     # Scheduler (DDIM): zero-terminal-SNR betas + trailing timesteps so the last training step is
-    # pure noise (what sampling starts from), v-prediction so that step is still learnable.
-    prediction_type: str = "v_prediction"
+    # pure noise (what sampling starts from). x0-prediction ("sample"): an undertrained tiny model
+    # then paints smooth, blurry scenes instead of the colour noise v-prediction left after the
+    # same 20 CPU minutes (bench/RESULTS.md, "Generation: tiny base training").
+    prediction_type: str = "sample"
     rescale_betas_zero_snr: bool = True
     timestep_spacing: str = "trailing"
     beta_schedule: str = "scaled_linear"
