@@ -149,7 +149,8 @@ def cmd_train(args) -> None:
     lines = [
         f"- preset `{args.preset}` ({m['size']} px), {m['examples']} procedural `available` "
         f"creatives (held-out SKUs for samples), batch {args.batch_size}, lr {args.lr}, "
-        f"prediction {args.prediction_type or 'preset'}, seed {args.seed}, budget {args.minutes} min under `nice -n 10` on a shared CPU",
+        f"prediction {args.prediction_type or 'preset'}, seed {args.seed}, "
+        f"budget {args.minutes} min under `nice -n 10` on a shared CPU",
         f"- {m['steps']} steps in {m['train_seconds']:.0f} s (median step "
         f"{m['step_time_median']:.2f} s), data prep {prep_s:.0f} s",
         f"- loss (mean of 50 steps before): {curve}; first 5% {m['loss_first']:.3f} → last 5% "
@@ -215,6 +216,44 @@ def cmd_speed(args) -> None:
     print("\n".join(lines))
 
 
+def cmd_judge(args) -> None:
+    """RFNet-judged usable rate of a model's outputs on held-out products (+ the same RFNet on
+    real procedural `available` / defect creatives of those products, for scale)."""
+    import tempfile
+
+    from feedback.ml.data import Sample
+    from feedback.ml.scoring import Scorer
+    from generation.ml.config import SampleConfig
+    from generation.ml.pipeline import InpaintPipeline
+
+    torch.set_num_threads(args.threads)
+    pipe = InpaintPipeline.from_pretrained(args.model)
+    scorer = Scorer.from_pretrained(args.rfnet, device="cpu")
+    _, samples = synthetic_examples(0, seed=0)
+    tmp = Path(tempfile.mkdtemp(prefix="gen-judge-"))
+    sc = SampleConfig(size=pipe.native_size, steps=args.steps, guidance_scale=args.guidance,
+                      batch_size=8)  # fmt: skip
+    rows = []
+    for seed in range(args.seeds):
+        outs = pipe.generate([p for p, _ in samples], [t for _, t in samples],
+                             [""] * len(samples), [seed] * len(samples), sc)  # fmt: skip
+        for i, o in enumerate(outs):
+            cp, pp = tmp / f"{seed}-{i}.png", tmp / f"{seed}-{i}-p.png"
+            Image.fromarray(o.image).save(cp)
+            samples[i][0].save(pp)
+            rows.append(Sample(str(cp), str(pp), caption="", placement=o.prepared.box))
+    p = scorer.score_detailed(rows)["p_available"]
+    lines = [
+        f"- {os.path.basename(args.model.rstrip('/'))}: {len(rows)} images (8 held-out products × "
+        f"{args.seeds} seeds, {args.steps} DDIM steps, guidance {args.guidance}); RFNet "
+        f"`{args.rfnet}`: usable rate (P(available) ≥ {args.threshold}) "
+        f"{float(np.mean(p >= args.threshold)):.2f}, mean P(available) {float(np.mean(p)):.2f}"
+    ]
+    if not args.no_append:
+        append_results("Generation: RFNet-judged usable rate", " ".join(sys.argv), lines)
+    print("\n".join(lines))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -244,8 +283,17 @@ def main() -> None:
     s.add_argument("--device", default=None)
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--no-append", action="store_true")
+    j = sub.add_parser("judge")
+    j.add_argument("--model", required=True)
+    j.add_argument("--rfnet", required=True, help="RFNet checkpoint folder")
+    j.add_argument("--seeds", type=int, default=4)
+    j.add_argument("--steps", type=int, default=20)
+    j.add_argument("--guidance", type=float, default=2.0)
+    j.add_argument("--threshold", type=float, default=0.5)
+    j.add_argument("--threads", type=int, default=1)
+    j.add_argument("--no-append", action="store_true")
     args = ap.parse_args()
-    {"train": cmd_train, "speed": cmd_speed}[args.cmd](args)
+    {"train": cmd_train, "speed": cmd_speed, "judge": cmd_judge}[args.cmd](args)
 
 
 if __name__ == "__main__":
