@@ -132,7 +132,7 @@ class SampleConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # ~1.5M-parameter UNet at 32 px (16×16×12 latents): trains to plausible scenes on a CPU.
+    # ~1M-parameter UNet (+0.5M ControlNet) at 32 px (16×16×12 latents): CPU-trainable.
     "tiny": {},
     # 64 px, pixel-unshuffle by 4 (16×16×48 latents): same compute, sharper canvas.
     "small": {
