@@ -56,3 +56,6 @@ class AnnotationConfig(AppConfig):
         from .jobs import register_kinds
 
         register_kinds()
+        from .generation_plugins import register as register_generation_plugins
+
+        register_generation_plugins()  # datasets and projects for generation's jobs

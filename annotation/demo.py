@@ -342,5 +342,28 @@ def seed_demo(
         )
         result.dataset_created = True
     result.dataset_version = version.name if version else None
+    if version is not None:
+        _enqueue_demo_diffuser(version=version, user=users["ml1"], say=say)
     result.seconds = time.perf_counter() - began
     return result
+
+
+def _enqueue_demo_diffuser(*, version, user, say) -> None:
+    """Queue (once per dataset version) training of the tiny diffusion base on the demo's
+    `available` creatives; the demo worker runs it in the background (make demo never waits)."""
+    from django.core.exceptions import ValidationError
+
+    from jobs.services import enqueue_job
+
+    try:
+        job = enqueue_job(
+            kind="train_diffuser",  # generation's kind, by name
+            params={"dataset": version.name, "label": "available", "preset": "tiny",
+                    "steps": 1500, "max_minutes": 20, "name": f"demo-tiny-{version.name}"},
+            requested_by=user,
+            idempotency_key=f"demo-train-diffuser-{version.name}",
+        )  # fmt: skip
+    except ValidationError as exc:  # e.g. generation not installed: the demo works without it
+        say(f"tiny diffuser not queued: {' '.join(exc.messages)}")
+        return
+    say(f"tiny diffuser training queued: job #{job.pk} (/jobs/{job.pk}/)")

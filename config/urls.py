@@ -13,5 +13,7 @@ urlpatterns = [
     path("api/", include("feedback.api_urls")),
     path("jobs/", include("jobs.urls")),
     path("feedback/", include("feedback.urls")),
+    path("generation/", include("generation.urls")),
+    path("api/generation/", include("generation.api_urls")),
     path("", include("annotation.urls")),
 ]

@@ -14,6 +14,7 @@ from jobs.admin_actions import launch_job_action
 from . import services
 from .jobs import EVALUATE, SCORE, TRAIN
 from .models import CreativeScore, Evaluation, FeedbackModel, TrainingDataset
+from .rfft_admin import finetune_against_rfnet  # RFFT (issue 10); also registers its admins
 
 
 def _dataset_initial(request, queryset) -> dict:
@@ -98,7 +99,7 @@ class FeedbackModelAdmin(admin.ModelAdmin):
         "retired_at",
     ]
     inlines = [EvaluationInline]
-    actions = ["promote", "retire", evaluate_rfnet, score_creatives]
+    actions = ["promote", "retire", evaluate_rfnet, score_creatives, finetune_against_rfnet]
 
     def accuracy(self, obj):
         return obj.metrics.get("accuracy")

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api
+from . import api, rfft_api
 
 urlpatterns = [
     path(
@@ -24,5 +24,17 @@ urlpatterns = [
         "feedback/models/<slug:name>/retire/",
         api.ModelActionView.as_view(action="retire"),
         name="api-feedback-model-retire",
+    ),
+    # RFFT (issue 10)
+    path("feedback/rfft/", rfft_api.FinetuneLaunchView.as_view(), name="api-rfft-launch"),
+    path(
+        "feedback/generator-evaluations/",
+        rfft_api.EvaluationListView.as_view(),
+        name="api-generator-evals",
+    ),
+    path(
+        "feedback/generator-evaluations/<int:pk>/",
+        rfft_api.EvaluationDetailView.as_view(),
+        name="api-generator-eval",
     ),
 ]

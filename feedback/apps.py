@@ -13,10 +13,19 @@ def grant_feedback_permissions(**kwargs) -> None:
             "feedback.view_evaluation",
             "feedback.view_creativescore",
             "feedback.view_trainingdataset",
+            "feedback.view_finetunablediffuser",  # RFFT (issue 10)
+            "feedback.view_generatorevaluation",
         ],
     )
     # QA may look at models and scores (read-only); annotators get nothing: they label blind.
-    grant(QA, ["feedback.view_feedbackmodel", "feedback.view_creativescore"])
+    grant(
+        QA,
+        [
+            "feedback.view_feedbackmodel",
+            "feedback.view_creativescore",
+            "feedback.view_generatorevaluation",
+        ],
+    )
 
 
 class FeedbackConfig(AppConfig):
@@ -25,8 +34,12 @@ class FeedbackConfig(AppConfig):
 
     def ready(self) -> None:
         from .jobs import register_kinds
+        from .recurrent import register_kinds as register_recurrent_kinds
+        from .rfft import register_kinds as register_rfft_kinds
 
         register_kinds()
+        register_rfft_kinds()
+        register_recurrent_kinds()
         post_migrate.connect(
             grant_feedback_permissions, sender=self, dispatch_uid="rfstudio-feedback-perms"
         )

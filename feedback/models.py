@@ -127,3 +127,12 @@ class TrainingDataset(DatasetVersion):
     class Meta:
         proxy = True
         verbose_name = "training dataset"
+
+
+from .rfft_models import (  # noqa: E402,F401  RFFT (issue 10)
+    ABJudgement,
+    ABPair,
+    EvaluationImage,
+    FineTunableDiffuser,
+    GeneratorEvaluation,
+)

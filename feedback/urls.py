@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import rfft_views, views
 
 app_name = "feedback"
 
@@ -11,4 +11,8 @@ urlpatterns = [
     path("models/<slug:name>/<str:action>/", views.model_action, name="model-action"),
     path("compare/", views.compare, name="compare"),
     path("disagreements/", views.disagreements, name="disagreements"),
+    # RFFT (issue 10): generator evaluations, side-by-side comparison, blind A/B for QA.
+    path("generators/", rfft_views.evaluation_list, name="generator-evals"),
+    path("generators/<int:pk>/", rfft_views.evaluation_detail, name="generator-eval"),
+    path("generators/<int:pk>/ab/", rfft_views.ab_page, name="ab"),
 ]

@@ -258,3 +258,77 @@ def _creative_values(r: CreativeRow, product_ids: dict[str, int], now) -> tuple:
         r.external_id,
         now,
     )
+
+
+# The diffusion-model registry's writes live in generation.registry; re-exported here so callers
+# find every generation write under generation.services.
+from generation.registry import (  # noqa: E402, F401
+    register_diffusion_model,
+    register_finetuned_model,
+    register_trained_model,
+)
+
+
+def store_generated(
+    *,
+    model,
+    product: Product,
+    image,
+    prompt: str,
+    negative_prompt: str,
+    seed: int,
+    provenance: dict,
+    group: int,
+    attempt: int = 1,
+    job=None,
+    score: float | None = None,
+    kept: bool | None = None,
+    gpu_seconds: float = 0.0,
+    scratch_dir: str | Path,
+):
+    """Store one generated image (uint8 HWC array) as a Creative with its provenance, and the
+    Generation row linking it to model, job, product, group and attempt.
+
+    Idempotent per (job, group, attempt): a resumed job re-storing an attempt gets the row it
+    stored before (the unique constraint decides a race). The same bytes are one Creative."""
+    from PIL import Image
+
+    from generation.models import Generation
+
+    if job is not None:
+        existing = Generation.objects.filter(job=job, group=group, attempt=attempt).first()
+        if existing is not None:
+            return existing
+    scratch = Path(scratch_dir)
+    scratch.mkdir(parents=True, exist_ok=True)
+    path = scratch / f"g{group}-a{attempt}-s{seed}.png"
+    Image.fromarray(image).save(path, format="PNG")
+    try:
+        creative, _ = create_creative(
+            product=product,
+            image_path=path,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            seed=int(seed),
+            generator=f"rfstudio-diffusion:{model.name}",
+            generator_version=model.checksum[:12],
+            params=provenance,
+        )
+    finally:
+        path.unlink(missing_ok=True)
+    try:
+        with transaction.atomic():
+            return Generation.objects.create(
+                job=job, model=model, product=product, creative=creative, group=group,
+                attempt=attempt, seed=int(seed), score=score, kept=kept, gpu_seconds=gpu_seconds,
+            )  # fmt: skip
+    except IntegrityError:
+        return Generation.objects.get(job=job, group=group, attempt=attempt)
+
+
+def set_generation_verdict(*, generation, score: float | None, kept: bool | None):
+    from generation.models import Generation
+
+    Generation.objects.filter(pk=generation.pk).update(score=score, kept=kept)
+    generation.score, generation.kept = score, kept
+    return generation

@@ -9,6 +9,7 @@ import pytest
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
+from core.roles import ML_ENGINEER
 from feedback import services
 from feedback.jobs import carve_out_val
 from feedback.ml.data import Sample
@@ -16,7 +17,6 @@ from feedback.ml.scoring import Scorer
 from feedback.models import CreativeScore
 from feedback.samples import MissingFiles, check_missing, file_path, placement_of
 from feedback.selectors import p_available_by_creative
-from jobs.roles import ML_ENGINEER
 from tests.factories import make_creatives, make_user
 
 from .conftest import RF1M, synthetic_creatives

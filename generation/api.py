@@ -1,0 +1,65 @@
+"""REST API: GET /api/generation/models/ (the diffusion-model registry), POST /api/generation/jobs/
+(launch generate / recurrent_generate / train_diffuser; ML engineers). Thin: validation is the
+job kind's form, writes are jobs.services.enqueue_job."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from jobs import services as job_services
+from jobs.api import JobSerializer
+from jobs.permissions import JobsApiPermission
+
+from .models import DiffusionModel
+
+KINDS = ("generate", "recurrent_generate", "train_diffuser")
+
+
+class DiffusionModelSerializer(serializers.ModelSerializer):
+    parent = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = DiffusionModel
+        fields = ["id", "name", "status", "checksum", "config", "metrics", "parent",
+                  "reward_model", "job", "lineage", "created_at"]  # fmt: skip
+        read_only_fields = fields
+
+
+class GenerationLaunchSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=KINDS, default="generate")
+    params = serializers.DictField(required=False, default=dict)
+    idempotency_key = serializers.CharField(required=False, allow_blank=True, max_length=200)
+
+
+class DiffusionModelList(APIView):
+    permission_classes = [JobsApiPermission]
+
+    def get(self, request):
+        rows = DiffusionModel.objects.select_related("parent").order_by("-created_at", "-id")
+        return Response(DiffusionModelSerializer(rows[:500], many=True).data)
+
+
+class GenerationJobs(APIView):
+    permission_classes = [JobsApiPermission]
+    serializer_class = GenerationLaunchSerializer
+
+    def post(self, request):
+        data = GenerationLaunchSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            job = job_services.enqueue_job(
+                kind=data.validated_data["kind"],
+                params=data.validated_data["params"],
+                requested_by=request.user,
+                idempotency_key=data.validated_data.get("idempotency_key") or None,
+            )
+        except DjangoValidationError as exc:
+            detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+            raise ValidationError({"params": detail}) from None
+        body = JobSerializer(job).data
+        body["run_url"] = f"/generation/runs/{job.pk}/"
+        return Response(body, status=status.HTTP_201_CREATED)

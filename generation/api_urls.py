@@ -1,0 +1,8 @@
+from django.urls import path
+
+from .api import DiffusionModelList, GenerationJobs
+
+urlpatterns = [
+    path("models/", DiffusionModelList.as_view(), name="generation-api-models"),
+    path("jobs/", GenerationJobs.as_view(), name="generation-api-jobs"),
+]

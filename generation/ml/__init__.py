@@ -1,0 +1,1 @@
+"""Generation ML: plain torch/diffusers, no Django (configured by dataclasses)."""

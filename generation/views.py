@@ -1,0 +1,73 @@
+"""Generation pages: a run (a generate / recurrent job) as a grid per product with RFNet's
+verdicts, a product with every creative generated for it, a creative's provenance and lineage.
+For ML engineers, QA and staff (annotators label blind: they never see verdicts or models)."""
+
+from __future__ import annotations
+
+import functools
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, render
+from django.utils.cache import patch_cache_control
+from django.views.decorators.http import require_GET
+
+from core.roles import ML_ENGINEER, QA, has_role
+from jobs.models import Job
+
+from . import page_data
+from .models import Creative, Product
+
+
+def staff_or_roles(view):
+    @functools.wraps(view)
+    @login_required
+    def wrapped(request, *args, **kwargs):
+        if not (request.user.is_staff or has_role(request.user, ML_ENGINEER, QA)):
+            raise PermissionDenied("Generation pages are for ML engineers and QA.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+@require_GET
+@staff_or_roles
+def run_page(request, job_id: int):
+    job = get_object_or_404(Job, pk=job_id)
+    kept = request.GET.get("kept", "")
+    if kept not in ("", "1", "0"):
+        kept = ""
+    ctx = page_data.run_context(job=job, kept=kept)
+    return render(request, "generation/run.html", ctx)
+
+
+@require_GET
+@staff_or_roles
+def product_page(request, sku: str):
+    product = get_object_or_404(Product, sku=sku)
+    return render(request, "generation/product.html", page_data.product_context(product=product))
+
+
+@require_GET
+@staff_or_roles
+def creative_page(request, pk: int):
+    creative = get_object_or_404(Creative.objects.select_related("product"), pk=pk)
+    return render(
+        request, "generation/creative.html", page_data.creative_context(creative=creative)
+    )
+
+
+@require_GET
+@staff_or_roles
+def creative_image(request, pk: int):
+    creative = get_object_or_404(Creative, pk=pk)
+    field = creative.thumbnail if request.GET.get("thumb") and creative.thumbnail else None
+    field = field or creative.image
+    try:
+        fh = field.storage.open(field.name, "rb")
+    except FileNotFoundError:
+        raise Http404("The image file is missing from storage.") from None
+    response = FileResponse(fh)
+    patch_cache_control(response, private=True, max_age=86400, immutable=True)
+    return response
