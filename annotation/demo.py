@@ -341,5 +341,8 @@ def seed_demo(
         )
         result.dataset_created = True
     result.dataset_version = version.name if version else None
+    from .signals import demo_seeded
+
+    demo_seeded.send(sender=seed_demo, project=project, seed=seed, log=say)
     result.seconds = time.perf_counter() - began
     return result
