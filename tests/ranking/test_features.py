@@ -56,7 +56,8 @@ def test_vlm_answer_schema():
         ("no json here", "no JSON object"),
         ('{"background_colour": "red"}', "missing key 'has_logo'"),
         (
-            '{"background_colour": "red", "has_logo": "yes", "promotion": true, "audience": "young"}',
+            '{"background_colour": "red", "has_logo": "yes", "promotion": true, '
+            '"audience": "young"}',
             "has_logo must be true or false",
         ),
         (

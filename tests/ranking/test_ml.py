@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ranking.ml.config import EncoderConfig, RankerConfig
-from ranking.ml.encoder import MoCo, CreativeEncoder, recall_at_k, train_encoder
+from ranking.ml.encoder import CreativeEncoder, MoCo, recall_at_k, train_encoder
 from ranking.ml.metrics import EvalList, evaluate_lists, ndcg_at_k, weighted_auc
 from ranking.ml.ranker import CreativeRanker, jac_bucket, listwise_loss, smoothed_ctr
 from ranking.ml.training import ListData, collate, score_lists, train_ranker
@@ -83,7 +83,9 @@ def test_encoder_training_step_and_faiss_recall(tmp_path):
     loss.backward()
     assert loss.item() > 0 and moco.encoder.backbone.head.weight.grad is not None
     assert all(p.grad is None for p in moco.key_backbone.parameters())  # keys: EMA only
-    assert any(not torch.equal(a, b) for a, b in zip(before, moco.key_backbone.parameters()))
+    assert any(
+        not torch.equal(a, b) for a, b in zip(before, moco.key_backbone.parameters(), strict=True)
+    )
     encoder = train_encoder(images, groups, config, steps=3, batch_size=8)
     encoder.save_pretrained(tmp_path / "enc")
     again = CreativeEncoder.from_pretrained(tmp_path / "enc")
