@@ -196,7 +196,7 @@ def train_encoder(
         if reporter is not None:
             reporter.progress(step + 1, steps, phase="contrastive training")
             if step % 10 == 0 or step == steps - 1:
-                reporter.metric("loss", float(loss), step=step)
+                reporter.metric("loss", float(loss.detach()), step=step)
     return encoder.eval()
 
 
