@@ -11,7 +11,9 @@ urlpatterns = [
     path("api/", include("annotation.api_urls")),
     path("api/", include("annotation.api_datasets_urls")),
     path("api/", include("feedback.api_urls")),
+    path("api/", include("ranking.api_urls")),
     path("jobs/", include("jobs.urls")),
     path("feedback/", include("feedback.urls")),
+    path("ranking/", include("ranking.urls")),
     path("", include("annotation.urls")),
 ]
