@@ -9,7 +9,7 @@ import numpy as np
 
 from .models import CreativeEmbedding
 
-_CACHE: dict[int, tuple[int, list[int], object]] = {}
+_CACHE: dict[tuple, tuple[int, list[int], object]] = {}
 _LOCK = threading.Lock()
 
 
@@ -18,7 +18,7 @@ def encoder_index(encoder) -> tuple[list[int], object]:
 
     count = CreativeEmbedding.objects.filter(encoder=encoder).count()
     with _LOCK:
-        hit = _CACHE.get(encoder.pk)
+        hit = _CACHE.get(_key(encoder))
         if hit is not None and hit[0] == count:
             return hit[1], hit[2]
     rows = list(
@@ -35,5 +35,9 @@ def encoder_index(encoder) -> tuple[list[int], object]:
     )
     index = build_index(vectors)
     with _LOCK:
-        _CACHE[encoder.pk] = (count, ids, index)
+        _CACHE[_key(encoder)] = (count, ids, index)
     return ids, index
+
+
+def _key(encoder) -> tuple:
+    return (encoder.pk, encoder.name, encoder.created_at.isoformat())

@@ -20,13 +20,14 @@ from .ml.ranker import CreativeRanker, smoothed_ctr
 from .ml.training import score_lists
 from .models import RankingModel
 
-_MODELS: dict[tuple[int, str], CreativeRanker] = {}
+_MODELS: dict[tuple[str, str, str], CreativeRanker] = {}
 _LOCK = threading.Lock()
 
 
 def load_ranker(model: RankingModel, device: str = "cpu") -> CreativeRanker:
     """Loaded once per process (checkpoints are immutable)."""
-    key = (model.pk, device)
+    # By folder and creation time, not id: ids are reused after a database reset.
+    key = (str(model.checkpoint_path), model.created_at.isoformat(), device)
     with _LOCK:
         if key not in _MODELS:
             _MODELS[key] = CreativeRanker.from_pretrained(model.checkpoint_path, device=device)

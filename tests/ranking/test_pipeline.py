@@ -10,7 +10,8 @@ from ranking.models import CreativeEmbedding, CreativeFeatures, PreviewEntry, Ra
 
 from .conftest import catalogue, write_jsonl
 
-pytestmark = pytest.mark.django_db
+# Jobs run with their heartbeat thread on its own connection: it must see the committed job.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def preference_logs(cat, days, start=1, seed=0):

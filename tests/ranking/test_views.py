@@ -16,7 +16,8 @@ from tests.factories import make_user
 from .conftest import catalogue, write_jsonl
 from .test_pipeline import preference_logs
 
-pytestmark = pytest.mark.django_db
+# Jobs run with their heartbeat thread on its own connection: it must see the committed job.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def run(kind, **params):
