@@ -85,7 +85,8 @@ def log_days(day_from=None, day_to=None) -> list[dt.date]:
         qs = qs.filter(day__gte=day_from)
     if day_to:
         qs = qs.filter(day__lte=day_to)
-    return sorted(qs.values_list("day", flat=True).distinct())
+    # order_by() first: the model's default ordering (day, id) would make DISTINCT per row.
+    return list(qs.order_by("day").values_list("day", flat=True).distinct())
 
 
 def aggregate_logs(day_from=None, day_to=None) -> Agg:

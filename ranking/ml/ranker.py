@@ -87,24 +87,36 @@ class CreativeRanker(nn.Module):
         nn.init.normal_(self.jac.weight, std=0.01)
         self.stage2 = _mlp(s + c + config.jac_dim + 1, config.hidden, config.dropout)
 
-    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(creative scores (B, L) — logits of the creative's CTR, stage-one logits (B,))."""
+    def forward(
+        self, batch: Batch, creative_proj: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(creative scores (B, L) — logits of the creative's CTR, stage-one logits (B,)).
+
+        The creative stage's first layer is applied in parts, W·[seg, creative, cond] =
+        W_c·creative + (W_s·seg + W_j·cond + b): the list-level part once per list instead of
+        once per creative, and no (B, L, ·) concatenation. `creative_proj` = W_c·creative may be
+        passed precomputed (`project_creatives`): it depends on the creative alone, so a server
+        can cache it per creative."""
         cfg = self.config
         logit1 = self.stage1(torch.cat([batch.segment, batch.product], -1)).squeeze(-1)
         p_ctr = torch.sigmoid(logit1).detach()
-        cond = torch.cat(
-            [self.jac(jac_bucket(p_ctr, cfg.jac_buckets, cfg.jac_r)), logit1.detach()[:, None]], -1
-        )
-        b, L, _ = batch.creative.shape
-        x = torch.cat(
-            [
-                batch.segment[:, None].expand(b, L, -1),
-                batch.creative,
-                cond[:, None].expand(b, L, -1),
-            ],
-            -1,
-        )
-        return self.stage2(x).squeeze(-1), logit1
+        jac = self.jac(jac_bucket(p_ctr, cfg.jac_buckets, cfg.jac_r))
+        cond = torch.cat([jac, logit1.detach()[:, None]], -1)
+        first = self.stage2[0]
+        s = batch.segment.shape[-1]
+        c = batch.creative.shape[-1]
+        w_s, w_c, w_j = first.weight[:, :s], first.weight[:, s : s + c], first.weight[:, s + c :]
+        list_part = batch.segment @ w_s.T + cond @ w_j.T + first.bias
+        if creative_proj is None:
+            creative_proj = batch.creative @ w_c.T
+        h = creative_proj + list_part[:, None]
+        return self.stage2[1:](h).squeeze(-1), logit1
+
+    def project_creatives(self, creative: torch.Tensor) -> torch.Tensor:
+        """W_c·creative for (…, C) normalised creative inputs (see forward)."""
+        s = len(self.config.segment_features)
+        w = self.stage2[0].weight
+        return creative @ w[:, s : s + creative.shape[-1]].T
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict]:
         cfg = self.config

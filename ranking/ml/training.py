@@ -38,31 +38,43 @@ def fit_norms(lists: list[ListData]) -> dict:
 
 
 def _norm(x: np.ndarray, n: dict) -> np.ndarray:
+    x = np.asarray(x, np.float32)
     if not n or not len(n["mean"]):
-        return x.astype(np.float32)
-    return ((x - np.asarray(n["mean"])) / np.asarray(n["std"])).astype(np.float32)
+        return x
+    # float32 throughout (float64 norms would promote the whole batch).
+    x = x - np.asarray(n["mean"], np.float32)
+    x *= np.float32(1.0) / np.asarray(n["std"], np.float32)
+    return x
 
 
 def collate(lists: list[ListData], config: RankerConfig, device: str = "cpu") -> Batch:
+    """Pad the lists into one Batch, inputs standardised with the config's norms (one vectorised
+    pass over all creatives: this is on the serving path)."""
     norms = config.norms
-    L = max(len(lst.creatives) for lst in lists)
-    c = lists[0].creatives.shape[1]
-    crea = np.zeros((len(lists), L, c), np.float32)
-    mask = np.zeros((len(lists), L), np.float32)
-    imp = np.zeros((len(lists), L), np.float32)
-    clk = np.zeros((len(lists), L), np.float32)
+    b = len(lists)
+    lens = np.fromiter((len(lst.creatives) for lst in lists), np.int64, count=b)
+    L = int(lens.max())
+    rows = _norm(np.concatenate([lst.creatives for lst in lists]), norms.get("creative"))
+    if (lens == L).all():
+        crea = rows.reshape(b, L, -1)
+        mask = np.ones((b, L), np.float32)
+    else:
+        crea = np.zeros((b, L, rows.shape[1]), np.float32)
+        list_idx = np.repeat(np.arange(b), lens)
+        pos = np.arange(len(rows)) - np.repeat(np.cumsum(lens) - lens, lens)
+        crea[list_idx, pos] = rows
+        mask = (np.arange(L)[None] < lens[:, None]).astype(np.float32)
+    imp = np.zeros((b, L), np.float32)
+    clk = np.zeros((b, L), np.float32)
     for i, lst in enumerate(lists):
-        n = len(lst.creatives)
-        crea[i, :n] = _norm(lst.creatives, norms.get("creative"))
-        mask[i, :n] = 1
         if lst.impressions is not None:
-            imp[i, :n] = lst.impressions
-            clk[i, :n] = lst.clicks
-    seg = np.stack([_norm(lst.segment, norms.get("segment")) for lst in lists])
-    prod = np.stack([_norm(lst.product, norms.get("product")) for lst in lists])
+            imp[i, : lens[i]] = lst.impressions
+            clk[i, : lens[i]] = lst.clicks
+    seg = _norm(np.stack([lst.segment for lst in lists]), norms.get("segment"))
+    prod = _norm(np.stack([lst.product for lst in lists]), norms.get("product"))
 
     def t(a):
-        return torch.from_numpy(a).to(device)
+        return torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(device)
 
     return Batch(t(seg), t(prod), t(crea), t(mask), t(imp), t(clk))
 
