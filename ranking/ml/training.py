@@ -115,7 +115,7 @@ def train_ranker(
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
             sched.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             step += 1
             if reporter is not None:
                 reporter.progress(step, total, phase=f"epoch {epoch + 1}/{epochs}")
