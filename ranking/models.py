@@ -31,7 +31,10 @@ class ImpressionLog(models.Model):
     """Impressions and clicks of one creative shown to one segment on one day (aggregated)."""
 
     day = models.DateField()
-    segment = models.ForeignKey(Segment, on_delete=models.PROTECT, related_name="logs")
+    # Not indexed alone: the unique (segment, creative, day) index leads with it.
+    segment = models.ForeignKey(
+        Segment, on_delete=models.PROTECT, related_name="logs", db_index=False
+    )
     creative = models.ForeignKey(
         "generation.Creative", on_delete=models.PROTECT, related_name="impression_logs"
     )
@@ -41,8 +44,9 @@ class ImpressionLog(models.Model):
     class Meta:
         ordering = ["day", "id"]
         constraints = [
+            # Idempotency key of the import (ON CONFLICT), also the look-up index per segment.
             models.UniqueConstraint(
-                fields=["day", "segment", "creative"], name="impressionlog_unique_day_seg_creative"
+                fields=["segment", "creative", "day"], name="impressionlog_unique_key"
             ),
             models.CheckConstraint(
                 condition=Q(impressions__gte=0)
