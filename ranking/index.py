@@ -1,5 +1,6 @@
-"""A Faiss index per encoder version, built from stored embeddings and cached per process
-(keyed by encoder id and embedding count, so new embeddings rebuild it)."""
+"""A Faiss index per encoder version: the one saved beside its weights at training time, rebuilt
+from stored embeddings once more creatives were embedded; cached per process (keyed by encoder
+and embedding count)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,13 @@ def encoder_index(encoder) -> tuple[list[int], object]:
         hit = _CACHE.get(_key(encoder))
         if hit is not None and hit[0] == count:
             return hit[1], hit[2]
+    from .ml.encoder import load_index
+
+    saved = load_index(encoder.checkpoint_path) if encoder.checkpoint else None
+    if saved is not None and len(saved[0]) == count:  # nothing embedded since training
+        with _LOCK:
+            _CACHE[_key(encoder)] = (count, *saved)
+        return saved
     rows = list(
         CreativeEmbedding.objects.filter(encoder=encoder)
         .order_by("creative_id")

@@ -51,7 +51,9 @@ def _clean_new_name(value: str) -> str:
 
 class FeaturesForm(DefaultsForm):
     extractors = forms.CharField(
-        initial="visual,ocr", required=False, help_text="Comma-separated: visual, ocr, vlm."
+        initial="visual,ocr",
+        required=False,
+        help_text="Comma-separated: visual, ocr, vlm, embedding (newest encoder).",
     )
     vlm_path = forms.CharField(
         required=False, initial="", help_text="Local folder of a vision-language model (vlm)."
@@ -62,7 +64,7 @@ class FeaturesForm(DefaultsForm):
         from .ml.features import EXTRACTORS
 
         names = [n.strip() for n in (self.cleaned_data["extractors"] or "").split(",") if n.strip()]
-        unknown = [n for n in names if n not in (*EXTRACTORS, "vlm")]
+        unknown = [n for n in names if n not in (*EXTRACTORS, "vlm", "embedding")]
         if unknown:
             raise forms.ValidationError(f"Unknown extractor(s): {', '.join(unknown)}.")
         return ",".join(names) or "visual,ocr"
@@ -184,6 +186,9 @@ def run_features(ctx) -> dict:
     params = ctx.params
     out = {}
     for name in params["extractors"].split(","):
+        if name == "embedding":
+            out[name] = _embed_missing(ctx)
+            continue
         if name == "vlm":
             from .ml.vlm import VlmConfig, VlmExtractor
 
@@ -225,12 +230,49 @@ def run_features(ctx) -> dict:
     return out
 
 
+def _embed_missing(ctx) -> dict:
+    """Embed creatives the newest encoder has not seen (imported after it was trained)."""
+    from generation.models import Creative
+
+    from .ml.encoder import CreativeEncoder, embed_images
+    from .models import CreativeEmbedding
+
+    try:
+        encoder = resolve_model("latest", kind=RankingModel.Kind.ENCODER)
+    except ModelNotFound:
+        ctx.reporter.log("embedding: no encoder trained yet, skipped")
+        return {"computed": 0, "skipped": "no encoder"}
+    model = CreativeEncoder.from_pretrained(encoder.checkpoint_path, device=ctx.device)
+    size = model.config.image_size
+    done = CreativeEmbedding.objects.filter(encoder=encoder).values("creative_id")
+    pending = Creative.objects.exclude(id__in=done)
+    total, n, last = pending.count(), 0, 0
+    while True:
+        chunk = list(pending.filter(id__gt=last).order_by("id")[: ctx.params["batch_size"]])
+        if not chunk:
+            break
+        ids, images = [], []
+        for c in chunk:
+            img = _open_image(c.image, size)
+            if img is not None:
+                ids.append(c.pk)
+                images.append(np.asarray(img, np.uint8))
+        if images:
+            vectors = embed_images(model, np.stack(images), device=ctx.device)
+            services.store_embeddings(encoder=encoder, creative_ids=ids, vectors=vectors)
+        n += len(chunk)
+        last = chunk[-1].pk
+        ctx.reporter.progress(n, total, phase=f"embedding with {encoder.name}")
+    ctx.reporter.log(f"embedding: {n} creatives with {encoder.name}")
+    return {"computed": n, "encoder": encoder.name}
+
+
 # --- encoder ---------------------------------------------------------------------------------
 def run_train_encoder(ctx) -> dict:
     from generation.models import Creative
 
     from .ml.config import EncoderConfig
-    from .ml.encoder import embed_images, recall_at_k, train_encoder
+    from .ml.encoder import embed_images, recall_at_k, save_index, train_encoder
 
     params = ctx.params
     existing = RankingModel.objects.filter(job=ctx.job).first()
@@ -283,6 +325,9 @@ def run_train_encoder(ctx) -> dict:
     }
     out_dir = Path(ctx.work_dir) / "encoder"
     encoder.save_pretrained(out_dir)
+    # The encoder version's Faiss index over the creatives it embedded (ranking.index rebuilds
+    # it from stored embeddings once creatives are added).
+    save_index(out_dir, vectors, ids)
     name = params["name"] or _next_name("encoder")
     model = services.register_model(
         kind=RankingModel.Kind.ENCODER,

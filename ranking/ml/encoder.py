@@ -224,6 +224,26 @@ def build_index(vectors: np.ndarray):
     return index
 
 
+def save_index(folder: str | Path, vectors: np.ndarray, ids) -> None:
+    """`index.faiss` (exact inner product) + `index_ids.npy` (row → creative id) in `folder`."""
+    import faiss
+
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(np.ascontiguousarray(vectors, np.float32))
+    faiss.write_index(index, str(Path(folder) / "index.faiss"))
+    np.save(Path(folder) / "index_ids.npy", np.asarray(list(ids), np.int64))
+
+
+def load_index(folder: str | Path):
+    """(ids, index) saved by save_index, or None."""
+    import faiss
+
+    folder = Path(folder)
+    if not (folder / "index.faiss").is_file():
+        return None
+    return np.load(folder / "index_ids.npy").tolist(), faiss.read_index(str(folder / "index.faiss"))
+
+
 def recall_at_k(vectors: np.ndarray, groups: Sequence[str], ks=(1, 5, 10)) -> dict[str, float]:
     """Share of queries (creatives whose product has another creative here) with a creative of
     the same product among their k nearest neighbours (itself excluded)."""

@@ -72,6 +72,13 @@ def test_pipeline_commands(logged, tmp_path, capsys):
     encoder = RankingModel.objects.get(name="enc-1", kind="encoder")
     assert CreativeEmbedding.objects.filter(encoder=encoder).count() == 18
     assert "recall@5" in encoder.metrics["heldout"]
+    assert (encoder.checkpoint_path / "index.faiss").is_file()
+    # A creative imported after training gets its embedding from the features job.
+    from tests.factories import make_creative
+
+    late = make_creative(product=logged["P-0"][0].product, external_id="P-0-late")
+    call_command("extract_creative_features", "--extractors", "embedding", "--foreground")
+    assert CreativeEmbedding.objects.filter(encoder=encoder, creative=late).exists()
     call_command("train_ranker", "--name", "r1", "--epochs", "3", "--foreground")
     ranker = RankingModel.objects.get(name="r1")
     assert ranker.config["model"]["encoder"] == "enc-1"
@@ -104,6 +111,6 @@ def test_pipeline_commands(logged, tmp_path, capsys):
     runner.execute(job_id=job.pk, attempt=job.attempt, worker_id="t", dispatch_retries=False)
     job.refresh_from_db()
     assert job.status == "succeeded", job.error
-    assert PreviewEntry.objects.filter(model=ranker).count() == 36
+    assert PreviewEntry.objects.filter(model=ranker).count() == 2 * 19  # the late one too
     top = PreviewEntry.objects.filter(segment__slug="a", rank=1).first()
     assert top.contributions and len(top.contributions[0]) == 2
