@@ -250,7 +250,8 @@ def main() -> None:
     lines.append(
         f"- data: {len(creatives)} procedural creatives of {products} products ({args.size} px); "
         f"demo logs {n_logs:,} rows (3 segments × 28 days; hidden per-segment preference over "
-        "brightness/warmth/saturation/product area + a penalty for defective creatives)"
+        "brightness/warmth/saturation/product area + a penalty for defective creatives; a "
+        "quarter of the creatives launch in the last week)"
     )
     lines.append(
         f"- jobs: visual features {t_feat:.1f} s; "
@@ -281,6 +282,17 @@ def main() -> None:
             lines.append(
                 f"  | {key} | {fmt(m[key])} | {fmt(base['random'][key])} | "
                 f"{fmt(base['highest_past_ctr'][key])} |"
+            )
+        new = m.get("new_creatives")
+        if new:
+            lines.append(
+                f"  - the {new['ranker']['lists']} test lists with a creative launched in the "
+                "test week: "
+                + "; ".join(
+                    f"{key} ranker {fmt(new['ranker'][key])} / random {fmt(new['random'][key])}"
+                    f" / past CTR {fmt(new['highest_past_ctr'][key])}"
+                    for key in ("ndcg@1", "ndcg@3", "nsctr")
+                )
             )
     lines.append(
         f"- import_impressions: {first.rows:,} rows {first.seconds:.1f} s "

@@ -65,8 +65,12 @@ def _usable(creative) -> bool:
     return defect in (None, "", "available")
 
 
-def demo_rows(creatives, *, seed: int = 0, start=DEMO_START, days: int = DEMO_DAYS):
-    """Yield log rows (dicts) for `creatives` (with product), every segment, `days` days."""
+def demo_rows(
+    creatives, *, seed: int = 0, start=DEMO_START, days: int = DEMO_DAYS, new_share: float = 0.25
+):
+    """Yield log rows (dicts) for `creatives` (with product), every segment, `days` days.
+    `new_share` of the creatives launch during the last week (never shown before it), as new
+    creatives do: "highest past CTR" knows nothing about them, a content-based ranker does."""
     rng = np.random.default_rng(seed)
     looks, kept = [], []
     for c in creatives:
@@ -79,6 +83,8 @@ def demo_rows(creatives, *, seed: int = 0, start=DEMO_START, days: int = DEMO_DA
     looks = np.stack(looks)
     z = (looks - looks.mean(0)) / (looks.std(0) + 1e-6)
     usable = np.array([_usable(c) for c in kept])
+    new = rng.random(len(kept)) < new_share
+    launch = np.where(new, max(0, days - 7) + rng.integers(0, 3, size=len(kept)), 0)
     for slug, seg in SEGMENTS.items():
         logit = -3.4 + 0.45 * z @ np.array(seg["pref"], np.float32) + np.where(usable, 0.4, -0.4)
         ctr = 1 / (1 + np.exp(-logit))
@@ -89,7 +95,7 @@ def demo_rows(creatives, *, seed: int = 0, start=DEMO_START, days: int = DEMO_DA
             imps = rng.poisson(reach * (1 + 0.2 * math.sin(d / 7 * 2 * math.pi)))
             clicks = rng.binomial(imps, ctr)
             for i, c in enumerate(kept):
-                if imps[i] == 0:
+                if imps[i] == 0 or d < launch[i]:
                     continue
                 yield {
                     "day": day,

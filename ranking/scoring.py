@@ -81,12 +81,25 @@ def evaluate(
     scores, _ = score_lists(ranker, lists, device=device)
     evals = [EvalList(lst.key, lst.impressions, lst.clicks) for lst in lists]
     metrics = evaluate_lists(evals, scores)
+    past_scores = past_ctr_scores(lists, past, config.alpha, config.beta)
     metrics["baselines"] = {
         "random": random_baseline(evals, seed=seed),
-        "highest_past_ctr": evaluate_lists(
-            evals, past_ctr_scores(lists, past, config.alpha, config.beta)
-        ),
+        "highest_past_ctr": evaluate_lists(evals, past_scores),
     }
+    # Lists with a creative never shown to the segment before the test window (new creatives):
+    # where past CTR knows nothing about some of the candidates.
+    cold = [
+        i
+        for i, lst in enumerate(lists)
+        if any((lst.key[0], c) not in past for c in lst.creative_ids)
+    ]
+    if cold:
+        sub = [evals[i] for i in cold]
+        metrics["new_creatives"] = {
+            "ranker": evaluate_lists(sub, [scores[i] for i in cold]),
+            "random": random_baseline(sub, seed=seed),
+            "highest_past_ctr": evaluate_lists(sub, [past_scores[i] for i in cold]),
+        }
     return metrics
 
 
