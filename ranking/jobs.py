@@ -311,6 +311,7 @@ def run_train_encoder(ctx) -> dict:
         seed=params["seed"],
         device=ctx.device,
         reporter=ctx.reporter,
+        checkpoint_dir=ctx.work_dir,  # a swept or retried attempt resumes here
     )
     ctx.reporter.progress(0, None, phase="embedding")
     vectors = embed_images(encoder, images, device=ctx.device)

@@ -172,8 +172,13 @@ def train_encoder(
     seed: int = 0,
     device: str = "cpu",
     reporter=None,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int = 50,
 ) -> CreativeEncoder:
-    """Train from (N, S, S, 3) uint8 images of creatives and their product ids."""
+    """Train from (N, S, S, 3) uint8 images of creatives and their product ids.
+
+    With `checkpoint_dir`, the query/key encoders, optimiser and random states are saved there
+    (atomically) every `checkpoint_every` steps, and a later call resumes from the last one."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -182,7 +187,18 @@ def train_encoder(
     x_all = normalize_images(images)
     opt = torch.optim.AdamW(encoder.parameters(), lr=lr, weight_decay=1e-4)
     batch_size = max(2, min(batch_size, len(images)))
-    for step in range(steps):
+    ckpt = Path(checkpoint_dir) / "encoder-checkpoint.pt" if checkpoint_dir else None
+    start = 0
+    if ckpt is not None and ckpt.is_file():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        moco.load_state_dict(state["moco"])
+        opt.load_state_dict(state["opt"])
+        rng.bit_generator.state = state["rng"]
+        gen.set_state(state["gen"])
+        start = state["step"]
+        if reporter is not None:
+            reporter.log(f"Resuming the encoder at step {start}.")
+    for step in range(start, steps):
         idx = rng.choice(len(images), size=batch_size, replace=len(images) < batch_size)
         pos = _positives(groups, idx, config.product_pair_rate, rng)
         x1 = augment(x_all[idx], gen).to(device)
@@ -197,6 +213,17 @@ def train_encoder(
             reporter.progress(step + 1, steps, phase="contrastive training")
             if step % 10 == 0 or step == steps - 1:
                 reporter.metric("loss", float(loss.detach()), step=step)
+        if ckpt is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            from jobs.files import atomic_save  # Django-free
+
+            state = {
+                "moco": moco.state_dict(),
+                "opt": opt.state_dict(),
+                "rng": rng.bit_generator.state,
+                "gen": gen.get_state(),
+                "step": step + 1,
+            }
+            atomic_save(ckpt, lambda path, state=state: torch.save(state, path))
     return encoder.eval()
 
 

@@ -87,6 +87,28 @@ def test_encoder_training_step_and_faiss_recall(tmp_path):
         not torch.equal(a, b) for a, b in zip(before, moco.key_backbone.parameters(), strict=True)
     )
     encoder = train_encoder(images, groups, config, steps=3, batch_size=8)
+    # A run checkpointed at step 2, resumed from there to 3 = 3 steps straight.
+    train_encoder(
+        images,
+        groups,
+        config,
+        steps=3,
+        batch_size=8,
+        checkpoint_dir=tmp_path,
+        checkpoint_every=2,
+    )
+    assert (tmp_path / "encoder-checkpoint.pt").is_file()
+    resumed = train_encoder(
+        images,
+        groups,
+        config,
+        steps=3,
+        batch_size=8,
+        checkpoint_dir=tmp_path,
+        checkpoint_every=2,
+    )
+    x = torch.from_numpy(images[:2]).permute(0, 3, 1, 2).float() / 255
+    assert torch.allclose(encoder.eval().embed(x), resumed.eval().embed(x), atol=1e-5)
     encoder.save_pretrained(tmp_path / "enc")
     again = CreativeEncoder.from_pretrained(tmp_path / "enc")
     x = torch.from_numpy(images[:2]).permute(0, 3, 1, 2).float() / 255
