@@ -58,3 +58,4 @@ bench: install
 	$(BIN)/python bench/annotation.py --items 100000
 	$(BIN)/python bench/jobs.py
 	$(BIN)/python bench/rfnet.py
+	$(BIN)/python bench/ranking.py

@@ -344,6 +344,9 @@ def seed_demo(
     result.dataset_version = version.name if version else None
     if version is not None:
         _enqueue_demo_diffuser(version=version, user=users["ml1"], say=say)
+    from .signals import demo_seeded
+
+    demo_seeded.send(sender=seed_demo, project=project, seed=seed, log=say)
     result.seconds = time.perf_counter() - began
     return result
 

@@ -309,6 +309,8 @@ def _qa_context(project: Project, item: Item | None, *, queue=None, **extra) -> 
         "labels": list(project.schema.classes.all()),
         # The RFNet helper ships feedback/_verdict.html (it receives `item`); absent, nothing shows.
         "rfnet_verdict_template": _optional_template("feedback/_verdict.html"),
+        # The ranking app ships ranking/_similar.html (nearest creatives by its encoder).
+        "similar_creatives_template": _optional_template("ranking/_similar.html"),
         **extra,
     }
     if item is not None:

@@ -11,9 +11,11 @@ urlpatterns = [
     path("api/", include("annotation.api_urls")),
     path("api/", include("annotation.api_datasets_urls")),
     path("api/", include("feedback.api_urls")),
+    path("api/", include("ranking.api_urls")),
     path("jobs/", include("jobs.urls")),
     path("feedback/", include("feedback.urls")),
     path("generation/", include("generation.urls")),
     path("api/generation/", include("generation.api_urls")),
+    path("ranking/", include("ranking.urls")),
     path("", include("annotation.urls")),
 ]

@@ -1,0 +1,33 @@
+"""RFNet's verdicts as ranking inputs: the one place ranking reads P(available)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from feedback.models import CreativeScore, FeedbackModel
+
+
+def scoring_model() -> FeedbackModel | None:
+    """The active RFNet model, else the newest one that has scores."""
+    active = FeedbackModel.objects.filter(status=FeedbackModel.Status.ACTIVE).first()
+    if active is not None:
+        return active
+    return FeedbackModel.objects.filter(scores__isnull=False).order_by("-created_at").first()
+
+
+def rfnet_p_available(*, creative_ids: Iterable[int], model=None) -> dict[int, dict]:
+    """{creative_id: {"p_available", "probs", "label", "model"}} from stored scores.
+
+    # contract: calibrated P(available), see issue 8 — repoint to
+    # feedback.selectors.p_available_by_creative (stored calibrated value) at merge; today it is
+    # the softmax probability stored in CreativeScore.p_available."""
+    model = model or scoring_model()
+    if model is None:
+        return {}
+    rows = CreativeScore.objects.filter(
+        model=model, creative_id__in=list(creative_ids)
+    ).values_list("creative_id", "p_available", "probs", "predicted_label")
+    return {
+        cid: {"p_available": p, "probs": probs or {}, "label": label, "model": model.name}
+        for cid, p, probs, label in rows
+    }
