@@ -30,26 +30,22 @@ RECURRENT = "recurrent_generate"
 
 
 def p_available(scorer, samples) -> list[float]:
-    """P(available) of scored samples.
-
-    # contract: calibrated P(available), see issue 8 — Scorer.score_detailed(...)["p_available"]
-    becomes the calibrated value at merge; every recurrent-generation score goes through here."""
+    """Calibrated P(available) of scored samples (Scorer.score_detailed, the model's one
+    definition); every recurrent-generation score goes through here."""
     if not samples:
         return []
     return [float(p) for p in scorer.score_detailed(samples)["p_available"]]
 
 
 def stored_p_available(creative_ids) -> dict[int, float]:
-    """Stored P(available) of creatives by the active RFNet (the generation pages' verdicts).
+    """Stored calibrated P(available) of creatives by the active RFNet (the generation pages'
+    verdicts); {} when no model is active."""
+    from .selectors import ModelNotFound, p_available_by_creative
 
-    # contract: calibrated P(available), see issue 8 — repoint at
-    # feedback.selectors.p_available_by_creative(creative_ids=…) at merge."""
-    from .models import CreativeScore, FeedbackModel
-
-    rows = CreativeScore.objects.filter(
-        creative_id__in=list(creative_ids), model__status=FeedbackModel.Status.ACTIVE
-    ).values_list("creative_id", "p_available")
-    return {cid: float(p) for cid, p in rows}
+    try:
+        return p_available_by_creative(creative_ids=creative_ids)
+    except ModelNotFound:
+        return {}
 
 
 class RecurrentForm(GenerateForm):

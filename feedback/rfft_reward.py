@@ -20,17 +20,11 @@ from .ml.model import RFNet
 from .ml.preprocess import process_images
 
 
-def p_available(out: dict[str, torch.Tensor], config) -> torch.Tensor:
-    """P(available) per row from RFNet's forward output (differentiable).
-
-    # contract: calibrated P(available), see issue 8 — repoint at
-    # feedback.ml.calibration.apply_calibration(out["logits"], model.calibration) at merge.
-    Until then: the binary available head when the model has one (what Scorer reports), else
-    the softmax of the class logits at the 'available' index.
-    """
-    if "available_logit" in out:
-        return torch.sigmoid(out["available_logit"].float())
-    return torch.softmax(out["logits"].float(), -1)[:, config.available_index]
+def p_available(out: dict[str, torch.Tensor], model: RFNet) -> torch.Tensor:
+    """Calibrated P(available) per row from RFNet's forward output (differentiable): the model's
+    one definition (temperature-scaled softmax, feedback.ml.calibration), the same value the
+    scoring job stores and the generation gate reads."""
+    return model.p_available(out["logits"])
 
 
 class ConditionMaps:
@@ -111,7 +105,7 @@ class RFNetReward(nn.Module):
             extra.get("captions") or [""] * len(images),
             extra.get("product_keys"),
         )
-        return p_available(self.model(inputs, return_dict=True), self.config)
+        return p_available(self.model(inputs, return_dict=True), self.model)
 
 
 @torch.no_grad()
@@ -135,5 +129,5 @@ def score_images(
             t.to(dev), products[s : s + batch_size], placements[s : s + batch_size],
             captions[s : s + batch_size],
         )  # fmt: skip
-        out.append(p_available(reward.model(inputs, return_dict=True), reward.config).cpu().numpy())
+        out.append(p_available(reward.model(inputs, return_dict=True), reward.model).cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, np.float32)

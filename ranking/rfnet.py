@@ -18,9 +18,8 @@ def scoring_model() -> FeedbackModel | None:
 def rfnet_p_available(*, creative_ids: Iterable[int], model=None) -> dict[int, dict]:
     """{creative_id: {"p_available", "probs", "label", "model"}} from stored scores.
 
-    # contract: calibrated P(available), see issue 8 — repoint to
-    # feedback.selectors.p_available_by_creative (stored calibrated value) at merge; today it is
-    # the softmax probability stored in CreativeScore.p_available."""
+    `p_available` and `probs` are the calibrated values feedback.services.store_scores writes
+    (the same P(available) as feedback.selectors.p_available_by_creative)."""
     model = model or scoring_model()
     if model is None:
         return {}
