@@ -29,7 +29,11 @@ def local_path(name: str, *, storage=None) -> str | None:
         path = storage.path(name)
     except NotImplementedError:
         return _cached_copy(storage, name)
-    return path if os.path.isfile(path) else None
+    if os.path.isfile(path):
+        return path
+    # Some backends answer .path() with a name that is no file (InMemoryStorage): read through
+    # the storage API, which also tells a missing file (None).
+    return _cached_copy(storage, name)
 
 
 def _cached_copy(storage, name: str) -> str | None:
