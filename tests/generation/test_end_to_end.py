@@ -17,11 +17,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(trans
 
 
 def test_generate_on_a_worker_then_label_in_the_browser(
-    worker,
+    worker,  # noqa: F811  (fixtures imported above)
     live_server,
-    new_page,
-    login,
-    tmp_path,  # noqa: F811
+    new_page,  # noqa: F811
+    login,  # noqa: F811
+    tmp_path,
 ):
     register_tiny(tmp_path, "tiny-e2e")
     make_cutout_product("E2E-1")
