@@ -643,6 +643,20 @@ def append_results(args, results, seconds) -> None:
             f"{probes.get('off', {}).get('peak_rss_growth_mb', float('nan')):.0f} MB; step time on "
             f"{probes.get('on', {}).get('step_time', float('nan')):.2f} s, off {probes.get('off', {}).get('step_time', float('nan')):.2f} s."
         )
+    diag_path = Path(args.work) / "diagnose.json"
+    if diag_path.exists():
+        d = json.loads(diag_path.read_text())
+        lines += [
+            "",
+            (
+                "Reward sanity (`--diagnose`, mean P(available), held-out SKUs): real *available* "
+                f"creatives: reward {d['real_available']['reward']:.3f}, judge "
+                f"{d['real_available']['judge']:.3f}; base samples: reward "
+                f"{d['generated']['reward']:.3f}, judge {d['generated']['judge']:.3f}; after 60 Adam "
+                "steps of gradient ascent on the background pixels against the reward: reward "
+                f"{d['pixel_ascent_60']['reward']:.3f}, judge {d['pixel_ascent_60']['judge']:.3f}."
+            ),
+        ]
     lines.append("")
     lines.append(
         "Sample grids: bench/rfft/{base,rfft-b*,refl}.png (rows: held-out SKUs, columns: seeds)."
