@@ -128,6 +128,7 @@ class TrainingDataset(DatasetVersion):
         proxy = True
         verbose_name = "training dataset"
 
+
 from .rfft_models import (  # noqa: E402,F401  RFFT (issue 10)
     ABJudgement,
     ABPair,

@@ -55,7 +55,6 @@ class Command(JobCommand):
         evaluation = GeneratorEvaluation.objects.filter(job=job).first()
         self.stdout.write(json.dumps(evaluation.results if evaluation else job.result, indent=2))
 
-
     def run_foreground(self, job) -> None:
         self._job_pk = job.pk
         super().run_foreground(job)
