@@ -458,6 +458,8 @@ def main() -> None:
     ap.add_argument("--base", default=None, help="a generation pipeline folder (train_diffuser)")
     ap.add_argument("--no-append", action="store_true")
     ap.add_argument("--diagnose", action="store_true", help="reward sanity checks only")
+    ap.add_argument("--runs", default="", help="method:beta list (default rfft:BETA,rfft:0,refl:0)")
+    ap.add_argument("--no-probe", action="store_true", help="skip the memory probes")
     ap.add_argument(
         "--append-only",
         action="store_true",
@@ -525,6 +527,8 @@ def main() -> None:
         f"base: reward {base_sum['usable_rate_reward']:.3f} judge {base_sum['usable_rate_judge']:.3f} div {base_sum['diversity']:.4f}"
     )
     runs = [("rfft", args.beta), ("rfft", 0.0), ("refl", 0.0)]
+    if args.runs:  # e.g. "rfft:0.01,refl:0"
+        runs = [(m, float(b)) for m, b in (r.split(":") for r in args.runs.split(","))]
     results = {"base": base_sum}
     train_layouts = layouts(base_ex)
     train_prompts = [(ex.prompt, "") for ex in base_ex]
@@ -567,7 +571,7 @@ def main() -> None:
             f"div ratio {summ['diversity_ratio']:.3f} train reward {res.metrics['reward_first']:.3f}->{res.metrics['reward_last']:.3f}"
         )
     probes = {}
-    if not args.quick:
+    if not args.quick and not args.no_probe:
         for mode in ("on", "off"):
             cmd = [
                 sys.executable,
@@ -592,6 +596,17 @@ def main() -> None:
         append_results(args, results, time.perf_counter() - t_all)
 
 
+def ratio_interval(model: dict, base: dict, n: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap interval (resampling products, paired) of the diversity ratio."""
+    skus = sorted(set(model["per_product"]) & set(base["per_product"]))
+    a = np.array([model["per_product"][k]["pairwise_distance"] for k in skus], float)
+    b = np.array([base["per_product"][k]["pairwise_distance"] for k in skus], float)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(skus), (n, len(skus)))
+    ratios = a[idx].mean(1) / b[idx].mean(1)
+    return float(np.quantile(ratios, 0.025)), float(np.quantile(ratios, 0.975))
+
+
 def append_results(args, results, seconds) -> None:
     base = results["base"]
     lines = [
@@ -604,17 +619,19 @@ def append_results(args, results, seconds) -> None:
         f"{base['n_images']} images per model; {platform.processor() or platform.machine()}, 1 torch thread, "
         f"shared 2-core machine; total {seconds / 60:.1f} min).",
         "",
-        "| model | usable (judge) | Δ judge | usable (reward) | Δ reward | mean P judge | diversity | ratio | hist entropy | step s (median) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-        f"| base | {base['usable_rate_judge']:.3f} | | {base['usable_rate_reward']:.3f} | | {base['mean_p_judge']:.3f} | {base['diversity']:.4f} | 1.00 | {base['hist_entropy']:.2f} | |",
+        "| model | usable (judge) | Δ judge | usable (reward) | Δ reward | mean P judge | mean P reward | train reward first→last 10% | diversity | ratio [95% bootstrap over SKUs] | hist entropy | step s (median) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| base | {base['usable_rate_judge']:.3f} | | {base['usable_rate_reward']:.3f} | | {base['mean_p_judge']:.3f} | {base['mean_p_reward']:.3f} | | {base['diversity']:.4f} | 1.00 | {base['hist_entropy']:.2f} | |",
     ]
     for name, s in results.items():
         if name in ("base", "memory_probe"):
             continue
+        lo, hi = ratio_interval(s, base)
         lines.append(
             f"| {name} | {s['usable_rate_judge']:.3f} | {s['usable_rate_judge_delta']:+.3f} | "
             f"{s['usable_rate_reward']:.3f} | {s['usable_rate_reward_delta']:+.3f} | {s['mean_p_judge']:.3f} | "
-            f"{s['diversity']:.4f} | {s['diversity_ratio']:.2f} | {s['hist_entropy']:.2f} | "
+            f"{s['mean_p_reward']:.3f} | {s['train']['reward_first']:.3f}→{s['train']['reward_last']:.3f} | "
+            f"{s['diversity']:.4f} | {s['diversity_ratio']:.2f} [{lo:.2f}, {hi:.2f}] | {s['hist_entropy']:.2f} | "
             f"{s['train']['step_time_median']:.2f} |"
         )
     probes = results.get("memory_probe") or {}
@@ -626,6 +643,20 @@ def append_results(args, results, seconds) -> None:
             f"{probes.get('off', {}).get('peak_rss_growth_mb', float('nan')):.0f} MB; step time on "
             f"{probes.get('on', {}).get('step_time', float('nan')):.2f} s, off {probes.get('off', {}).get('step_time', float('nan')):.2f} s."
         )
+    diag_path = Path(args.work) / "diagnose.json"
+    if diag_path.exists():
+        d = json.loads(diag_path.read_text())
+        lines += [
+            "",
+            (
+                "Reward sanity (`--diagnose`, mean P(available), held-out SKUs): real *available* "
+                f"creatives: reward {d['real_available']['reward']:.3f}, judge "
+                f"{d['real_available']['judge']:.3f}; base samples: reward "
+                f"{d['generated']['reward']:.3f}, judge {d['generated']['judge']:.3f}; after 60 Adam "
+                "steps of gradient ascent on the background pixels against the reward: reward "
+                f"{d['pixel_ascent_60']['reward']:.3f}, judge {d['pixel_ascent_60']['judge']:.3f}."
+            ),
+        ]
     lines.append("")
     lines.append(
         "Sample grids: bench/rfft/{base,rfft-b*,refl}.png (rows: held-out SKUs, columns: seeds)."

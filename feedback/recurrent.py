@@ -232,7 +232,7 @@ def usable_rate_by_model() -> list[dict]:
         .annotate(
             attempts=Count("id"),
             kept=Count("id", filter=Q(kept=True)),
-            groups=Count("job_id", distinct=False, filter=Q(attempt=1)),
+            groups=Count("id", filter=Q(attempt=1)),  # one first attempt per group
             seconds=Sum("gpu_seconds"),
         )
         .order_by("model__name")

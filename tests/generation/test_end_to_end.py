@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(trans
 
 
 def test_generate_on_a_worker_then_label_in_the_browser(
-    worker,  # noqa: F811
+    worker,  # noqa: F811  (fixtures imported above)
     live_server,
     new_page,  # noqa: F811
     login,  # noqa: F811

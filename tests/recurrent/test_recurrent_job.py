@@ -3,6 +3,7 @@ stored and linked, the loop stops a group at its first kept attempt, the report 
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -54,6 +55,16 @@ def test_accepted_groups_stop_at_the_first_attempt(setup):
     rows = list(Generation.objects.filter(job=job))
     assert len(rows) == 2 and all(g.kept and g.attempt == 1 for g in rows)
     assert job.result["usable_rate"] == 1.0 and job.result["attempts_per_usable_image"] == 1.0
+    _run(model, prompts, threshold=1.0, budget=2)  # a second run: 2 groups × 2 rejected
+    from feedback.recurrent import usable_rate_by_model
+
+    (report,) = usable_rate_by_model()
+    assert report["model"] == "tiny-r" and report["groups"] == 4 and report["kept"] == 2
+    assert report["attempts"] == 6 and report["usable_rate"] == 0.5
+    assert report["attempts_per_usable_image"] == 3.0 and report["gpu_seconds"] > 0
+    out = io.StringIO()
+    call_command("recurrent_generate", "--report", stdout=out)
+    assert json.loads(out.getvalue()) == [report]
 
 
 def test_bad_parameters_are_refused(setup):

@@ -22,6 +22,10 @@ class Command(JobCommand):
         parser.add_argument("--budget", type=int, default=4, help="K attempts per group.")
         parser.add_argument("--threshold", type=float, default=0.5, help="τ on P(available).")
         which = parser.add_mutually_exclusive_group(required=True)
+        which.add_argument(
+            "--report", action="store_true",
+            help="Print usable rate, attempts per usable image and GPU seconds per model (JSON).",
+        )  # fmt: skip
         which.add_argument("--sku", nargs="+", action="extend", default=None)
         which.add_argument("--category", default=None)
         which.add_argument("--all", action="store_true", dest="all_products")
@@ -33,6 +37,16 @@ class Command(JobCommand):
         parser.add_argument("--batch-size", type=int, default=4)
         parser.add_argument("--no-category-tokens", action="store_true")
         parser.add_argument("--project", default="", help="Queue kept creatives here.")
+
+    def handle(self, *args, **options):
+        if options.get("report"):
+            import json
+
+            from feedback.recurrent import usable_rate_by_model
+
+            self.stdout.write(json.dumps(usable_rate_by_model(), indent=2))
+            return
+        return super().handle(*args, **options)
 
     def job_params(self, options) -> dict:
         prompts = None
