@@ -5,6 +5,7 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from django.core.management import call_command
 from rest_framework.test import APIClient
@@ -206,3 +207,28 @@ def test_split_groups_by_product_family(rf1m_schema):
         sides.setdefault(row.creative.product.family, set()).add(row.split)
     assert len(sides) == 6 and all(len(s) == 1 for s in sides.values())
     assert len({next(iter(s)) for s in sides.values()}) > 1
+
+
+def test_queue_order_mixes_a_random_share_into_uncertainty(register, rf1m_schema, settings):
+    from annotation import services as annotation_services
+    from annotation.models import Item
+
+    project = annotation_services.create_project(
+        name="AL", slug="al", ordering="uncertainty", qa_sample_rate=0.0
+    )
+    creatives = make_creatives(40)
+    annotation_services.add_creatives_to_project(project=project, creatives=creatives)
+    model = register()
+    # creative k: P(available) falls with k, so uncertainty rises with k
+    probs = np.array([[1 - 0.8 * k / 40] + [0.8 * k / 200] * 5 for k in range(40)])
+    services.store_scores(model=model, creative_ids=[c.pk for c in creatives], probs=probs)
+    settings.RFSTUDIO_ACTIVE_LEARNING = {"random_share": 0.0, "audit_share": 0.0}
+    services.promote_model(model=model)
+    pure = dict(Item.objects.filter(project=project).values_list("creative_id", "priority"))
+    assert sorted(pure, key=pure.get) == [c.pk for c in reversed(creatives)]
+    settings.RFSTUDIO_ACTIVE_LEARNING = {"random_share": 0.5, "audit_share": 0.0}
+    assert services.apply_uncertainty_priorities(project=project) == 40
+    mixed = dict(Item.objects.filter(project=project).values_list("creative_id", "priority"))
+    order = sorted(mixed, key=mixed.get)
+    assert sorted(order) == sorted(pure) and order != sorted(pure, key=pure.get)
+    assert all(0.0 <= p < 1.0 for p in mixed.values())
