@@ -12,7 +12,13 @@ from django.utils.html import format_html
 from jobs.admin_actions import launch_job_action
 
 from .rfft import EVALUATE_GENERATOR, RFFT
-from .rfft_models import FineTunableDiffuser, GeneratorEvaluation
+from .rfft_models import (
+    ABJudgement,
+    ABPair,
+    EvaluationImage,
+    FineTunableDiffuser,
+    GeneratorEvaluation,
+)
 
 
 def _reward_initial(request, queryset) -> dict:
@@ -87,3 +93,40 @@ class GeneratorEvaluationAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+class _ReadOnly(admin.ModelAdmin):
+    """Evaluation images, blind pairs and judgements are written by the evaluation job and the A/B
+    page; admin only reads them."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(EvaluationImage)
+class EvaluationImageAdmin(_ReadOnly):
+    list_display = ["evaluation", "side", "product", "seed", "p_reward", "p_judge"]
+    list_filter = ["side"]
+    list_select_related = ["evaluation", "product"]
+    raw_id_fields = ["creative", "product"]
+
+
+@admin.register(ABPair)
+class ABPairAdmin(_ReadOnly):
+    list_display = ["evaluation", "order", "a_on_left"]
+    list_select_related = ["evaluation"]
+    raw_id_fields = ["model_image", "baseline_image"]
+
+
+@admin.register(ABJudgement)
+class ABJudgementAdmin(_ReadOnly):
+    list_display = ["pair", "reviewer", "preference", "model_label", "baseline_label", "created_at"]
+    list_filter = ["preference"]
+    list_select_related = ["pair", "reviewer"]
+    raw_id_fields = ["pair"]

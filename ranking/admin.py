@@ -10,7 +10,14 @@ from django.utils.html import format_html
 from jobs.admin_actions import launch_job_action
 
 from .jobs import FEATURES, PREVIEW, TRAIN_ENCODER, TRAIN_RANKER
-from .models import CreativeFeatures, ImpressionLog, RankingModel, Segment
+from .models import (
+    CreativeEmbedding,
+    CreativeFeatures,
+    ImpressionLog,
+    PreviewEntry,
+    RankingModel,
+    Segment,
+)
 
 
 def _segments_initial(request, queryset) -> dict:
@@ -78,3 +85,20 @@ class RankingModelAdmin(ReadOnlyAdmin):
     @admin.display(description="recall@5 (held-out)")
     def recall5(self, obj):
         return (obj.metrics.get("heldout") or {}).get("recall@5")
+
+
+@admin.register(CreativeEmbedding)
+class CreativeEmbeddingAdmin(ReadOnlyAdmin):
+    list_display = ["creative", "encoder"]
+    list_filter = ["encoder"]
+    list_select_related = ["encoder"]
+    raw_id_fields = ["creative"]
+    exclude = ["vector"]
+
+
+@admin.register(PreviewEntry)
+class PreviewEntryAdmin(ReadOnlyAdmin):
+    list_display = ["segment", "model", "product", "rank", "score", "p_ctr", "created_at"]
+    list_filter = ["segment", "model"]
+    list_select_related = ["segment", "model", "product"]
+    raw_id_fields = ["product", "creative", "job"]

@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from tests.factories import make_project, make_user
 
-APPS = ("generation", "annotation", "feedback", "jobs")
+APPS = ("generation", "annotation", "feedback", "jobs", "ranking")
 
 
 def test_every_model_has_an_admin():
