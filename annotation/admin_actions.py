@@ -15,12 +15,12 @@ from django.http import StreamingHttpResponse
 from django.utils import timezone
 
 from annotation import datasets, exporting
-from jobs.roles import ML_ENGINEER, has_role
+from core.policy import is_ml_engineer
 
 
 @admin.action(description="Create a dataset version (defaults: 0.8/0.1/0.1, seed 0)")
 def create_dataset_version_action(modeladmin, request, queryset):
-    if not has_role(request.user, ML_ENGINEER):
+    if not is_ml_engineer(request.user):
         modeladmin.message_user(request, "Only ML engineers create versions.", messages.ERROR)
         return None
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
@@ -39,7 +39,7 @@ def create_dataset_version_action(modeladmin, request, queryset):
 
 
 def _export(modeladmin, request, queryset, fmt):
-    if not has_role(request.user, ML_ENGINEER):
+    if not is_ml_engineer(request.user):
         modeladmin.message_user(request, "Only ML engineers export datasets.", messages.ERROR)
         return None
     if queryset.count() != 1:

@@ -18,7 +18,7 @@ from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import permissions, serializers, status
+from rest_framework import serializers, status
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -26,26 +26,7 @@ from rest_framework.views import APIView
 from annotation import datasets, exporting, importing
 from annotation.api_schema import DetailSerializer, UploadField
 from annotation.models import DatasetVersion, Project
-from jobs.roles import ML_ENGINEER, QA, has_role
-
-
-class _RolePermission(permissions.BasePermission):
-    roles: tuple[str, ...] = ()
-    message = "You do not have the role needed for this."
-
-    def has_permission(self, request, view):
-        return has_role(request.user, *self.roles)
-
-
-class IsMLEngineer(_RolePermission):
-    roles = (ML_ENGINEER,)
-    message = "Only ML engineers may do this."
-
-
-class IsQAOrMLEngineer(_RolePermission):
-    roles = (QA, ML_ENGINEER)
-    message = "Only QA and ML engineers may see dataset versions."
-
+from core import limits, policy
 
 # --- schema-only serializers: they document the payloads for /api/docs/, the views do not use them.
 
@@ -59,7 +40,9 @@ class ImportErrorSerializer(serializers.Serializer):
 
 class ImportOptionsSerializer(serializers.Serializer):
     label_source = serializers.CharField(required=False, default=importing.DEFAULT_LABEL_SOURCE)
-    overlap = serializers.IntegerField(required=False, default=1, min_value=1)
+    overlap = serializers.IntegerField(
+        required=False, default=1, min_value=1, max_value=limits.max_overlap()
+    )
     skip_bad = serializers.BooleanField(
         required=False, default=False, help_text="Skip bad lines instead of failing the import."
     )
@@ -102,7 +85,8 @@ def _bool(value) -> bool:
 
 
 class ImportView(APIView):
-    permission_classes = [permissions.IsAuthenticated, IsMLEngineer]
+    permission_classes = [policy.Policy]
+    policy_rule = "import"
 
     @extend_schema(
         operation_id="project_import",
@@ -120,14 +104,17 @@ class ImportView(APIView):
         },
     )
     def post(self, request, slug):
+        policy.require_project(request.user, Project.objects.filter(slug=slug).first(), "import")
         data = request.data
         label_source = str(data.get("label_source") or importing.DEFAULT_LABEL_SOURCE)
         try:
-            overlap = int(data.get("overlap") or 1)
+            overlap = int(str(data.get("overlap") or 1)[:20])
         except (TypeError, ValueError):
             return Response({"detail": "overlap must be an integer"}, status=400)
-        if overlap < 1:
-            return Response({"detail": "overlap must be at least 1"}, status=400)
+        try:
+            importing.check_project_options(project_slug=slug, overlap=overlap)
+        except ValueError as exc:
+            return Response({"detail": str(exc)}, status=400)
         common = dict(
             project_slug=slug,
             label_source=label_source,
@@ -220,12 +207,15 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
 class DatasetCreateSerializer(serializers.Serializer):
     name = serializers.RegexField(datasets.NAME_RE.pattern, max_length=100)
     min_agreement = serializers.FloatField(default=0.0, min_value=0.0, max_value=1.0)
-    ratios = serializers.CharField(default="0.8,0.1,0.1")
-    seed = serializers.IntegerField(default=0)
+    ratios = serializers.CharField(default="0.8,0.1,0.1", max_length=100)
+    seed = serializers.IntegerField(
+        default=0, min_value=-limits.MAX_INT32, max_value=limits.MAX_INT32
+    )
 
 
 class DatasetListView(APIView):
-    permission_classes = [permissions.IsAuthenticated, IsQAOrMLEngineer]
+    permission_classes = [policy.Policy]
+    policy_rule = "reviewer"
 
     @extend_schema(
         operation_id="datasets_list",
@@ -243,7 +233,8 @@ class DatasetListView(APIView):
 
 
 class DatasetDetailView(APIView):
-    permission_classes = [permissions.IsAuthenticated, IsQAOrMLEngineer]
+    permission_classes = [policy.Policy]
+    policy_rule = "reviewer"
 
     @extend_schema(
         operation_id="datasets_retrieve",
@@ -257,7 +248,8 @@ class DatasetDetailView(APIView):
 
 
 class DatasetCreateView(APIView):
-    permission_classes = [permissions.IsAuthenticated, IsMLEngineer]
+    permission_classes = [policy.Policy]
+    policy_rule = "ml_engineer"
 
     @extend_schema(
         operation_id="project_datasets_create",
@@ -294,7 +286,8 @@ class _NoFormatNegotiation(DefaultContentNegotiation):
 
 
 class DatasetExportView(APIView):
-    permission_classes = [permissions.IsAuthenticated, IsMLEngineer]
+    permission_classes = [policy.Policy]
+    policy_rule = "ml_engineer"
     content_negotiation_class = _NoFormatNegotiation
 
     @extend_schema(

@@ -10,6 +10,7 @@ appears in two splits.
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections import Counter, defaultdict
@@ -34,7 +35,12 @@ def parse_ratios(value) -> tuple[float, float, float]:
             value = [float(part) for part in value.split(",")]
         except ValueError:
             raise ValidationError(f"ratios must be three numbers like 0.8,0.1,0.1, got {value!r}")
-    ratios = tuple(float(v) for v in value)
+    try:
+        ratios = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValidationError(f"ratios must be three numbers like 0.8,0.1,0.1, got {value!r}")
+    if not all(math.isfinite(r) for r in ratios):
+        raise ValidationError(f"ratios must be finite numbers, got {value!r}")
     if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1.0) > 1e-6:
         raise ValidationError(f"ratios must be three non-negative numbers summing to 1: {value!r}")
     if ratios[0] <= 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db.models import Count, Exists, OuterRef, Q
+from django.urls import reverse
 
 from jobs.prepared import PreparedQuery
 
@@ -10,11 +11,49 @@ from .models import Annotation, Assignment, Item, Project
 from .schema_cache import schema_choices
 
 
-def _url(field) -> str:
-    try:
-        return field.url if field else ""
-    except ValueError:
+def creative_image_url(creative, *, thumb: bool = False) -> str:
+    """The login-protected image route (works with every storage backend; /media/ is not served)."""
+    if not creative.image:
         return ""
+    url = reverse("annotation-creative-image", args=[creative.pk])
+    return f"{url}?thumb=1" if thumb and creative.thumbnail else url
+
+
+def product_image_url(product) -> str:
+    return reverse("annotation-product-image", args=[product.pk]) if product.image else ""
+
+
+def creative_for_image(*, pk: int):
+    from generation.models import Creative
+
+    return Creative.objects.filter(pk=pk).only("pk", "image", "thumbnail").first()
+
+
+def product_for_image(*, pk: int):
+    from generation.models import Product
+
+    return Product.objects.filter(pk=pk).only("pk", "image").first()
+
+
+def _projects_with_membership(user, **item_filter) -> list[Project]:
+    """Projects holding the matching items, with core.policy's membership flags (one query)."""
+    through = Project.annotators.through
+    return list(
+        Project.objects.filter(
+            pk__in=Item.objects.filter(**item_filter).values("project_id")
+        ).annotate(
+            has_members=Exists(through.objects.filter(project_id=OuterRef("pk"))),
+            is_member=Exists(through.objects.filter(project_id=OuterRef("pk"), user_id=user.pk)),
+        )
+    )
+
+
+def projects_of_creatives(*, user, pks) -> list[Project]:
+    return _projects_with_membership(user, creative_id__in=list(pks))
+
+
+def projects_of_product(*, user, pk) -> list[Project]:
+    return _projects_with_membership(user, creative__product_id=pk)
 
 
 def _project_with_membership(slug, user_id):
@@ -60,9 +99,9 @@ def next_item_payload(*, assignment: Assignment) -> dict:
     return {
         "item_id": item.pk,
         "project": project.slug,
-        "image_url": _url(creative.image),
-        "thumbnail_url": _url(creative.thumbnail) or _url(creative.image),
-        "product_image_url": _url(product.image),
+        "image_url": creative_image_url(creative),
+        "thumbnail_url": creative_image_url(creative, thumb=True),
+        "product_image_url": product_image_url(product),
         "prompt": creative.prompt,
         "sku": product.sku,
         "title": product.title,
@@ -89,7 +128,7 @@ def project_progress(*, project, annotator=None) -> dict:
 
 def projects_for_user(*, user) -> list[Project]:
     """Projects the user may label or review, each with progress counters annotated."""
-    from .permissions import can_label_project, can_review
+    from core.policy import can_label_project, can_review
 
     through = Project.annotators.through
     qs = (

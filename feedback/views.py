@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-import functools
-
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from annotation.models import Project
-from jobs.roles import ML_ENGINEER, QA, has_role
+from core.policy import rule
+from jobs.roles import ML_ENGINEER, has_role
 
 from . import charts, selectors, services
 from .models import FeedbackModel
 
-
-def role_required(*roles):
-    def decorator(view):
-        @functools.wraps(view)
-        @login_required
-        def wrapped(request, *args, **kwargs):
-            if not has_role(request.user, *roles):
-                raise PermissionDenied("RFNet pages are for QA and ML engineers.")
-            return view(request, *args, **kwargs)
-
-        return wrapped
-
-    return decorator
+_PAGES = "RFNet pages are for QA and ML engineers."
+_MANAGE = "Only ML engineers may promote or retire models."
 
 
 def _per_class_rows(metrics: dict, class_names) -> list[dict]:
@@ -37,7 +24,7 @@ def _per_class_rows(metrics: dict, class_names) -> list[dict]:
     return [{"slug": slug, **(per_class.get(slug) or {})} for slug in class_names]
 
 
-@role_required(QA, ML_ENGINEER)
+@rule("reviewer", message=_PAGES)
 def model_list(request):
     models = list(selectors.model_list())
     return render(
@@ -47,7 +34,7 @@ def model_list(request):
     )
 
 
-@role_required(QA, ML_ENGINEER)
+@rule("reviewer", message=_PAGES)
 def model_detail(request, name: str):
     model = get_object_or_404(selectors.model_list(), name=name)
     metrics = model.metrics or {}
@@ -77,7 +64,7 @@ def model_detail(request, name: str):
 
 
 @require_POST
-@role_required(ML_ENGINEER)
+@rule("ml_engineer", message=_MANAGE)
 def model_action(request, name: str, action: str):
     model = get_object_or_404(FeedbackModel, name=name)
     try:
@@ -114,7 +101,7 @@ def _comparison_metrics(a: FeedbackModel, b: FeedbackModel) -> tuple[str | None,
     return f"{key[0]} ({key[1]})", evals_a[key], evals_b[key]
 
 
-@role_required(QA, ML_ENGINEER)
+@rule("reviewer", message=_PAGES)
 def compare(request):
     names = list(FeedbackModel.objects.values_list("name", flat=True))
     a_name, b_name = request.GET.get("a", ""), request.GET.get("b", "")
@@ -150,7 +137,7 @@ def compare(request):
     return render(request, "feedback/compare.html", context)
 
 
-@role_required(QA, ML_ENGINEER)
+@rule("reviewer", message=_PAGES)
 def disagreements(request):
     projects = Project.objects.filter(archived=False)
     slug = request.GET.get("project", "")

@@ -1,0 +1,2 @@
+"""Shared infrastructure every app may import (it imports no app): the authorization policy,
+API error handling, input bounds."""
