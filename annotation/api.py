@@ -4,7 +4,7 @@ Every 4xx answers JSON {"detail": message, "code": code} (400 from validation ad
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.response import Response
@@ -109,6 +109,15 @@ class ReviewQueueItemSerializer(serializers.Serializer):
 
     def get_image_url(self, item) -> str:
         return selectors.creative_image_url(item.creative)
+
+
+class ReviewQueuePageSerializer(serializers.Serializer):
+    """One page of the review queue (limit/offset pagination)."""
+
+    count = serializers.IntegerField()
+    next = serializers.CharField(allow_null=True)
+    previous = serializers.CharField(allow_null=True)
+    results = ReviewQueueItemSerializer(many=True)
 
 
 class ReviewInputSerializer(serializers.Serializer):
@@ -339,7 +348,11 @@ class ReviewQueueView(_Base):
     policy_rule = "reviewer"
 
     @extend_schema(
-        responses={200: ReviewQueueItemSerializer(many=True), **_errors(403, 404)},
+        parameters=[
+            OpenApiParameter("limit", int, description="Page size (at most the server's cap)."),
+            OpenApiParameter("offset", int, description="Items to skip."),
+        ],
+        responses={200: ReviewQueuePageSerializer, **_errors(403, 404)},
         summary="Finished items waiting for QA (paginated: limit, offset).",
     )
     def get(self, request, slug):

@@ -62,14 +62,25 @@ class LaunchSerializer(serializers.Serializer):
     inputs = serializers.DictField(required=False, default=dict)
 
 
+_JOB_ID = OpenApiParameter(
+    "id", int, OpenApiParameter.PATH, description="Job id (at most 18 digits)."
+)
+
+
 @extend_schema_view(
+    retrieve=extend_schema(parameters=[_JOB_ID]),
+    cancel=extend_schema(parameters=[_JOB_ID], request=None, responses={200: JobSerializer}),
+    retry=extend_schema(
+        parameters=[_JOB_ID], request=None, responses={200: JobSerializer, 409: None}
+    ),
+    create=extend_schema(request=LaunchSerializer, responses={201: JobSerializer}),
     list=extend_schema(
         parameters=[
             OpenApiParameter("status", str, enum=JobStatus.values, description="Only this status."),
             OpenApiParameter("kind", str, description="Only this job kind."),
             OpenApiParameter("queue", str, description="Only this queue."),
         ]
-    )
+    ),
 )
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     # core.policy: reads for staff, ML engineers and QA; writes for ML engineers.
