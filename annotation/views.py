@@ -218,9 +218,11 @@ def label_claim(request, slug: str):
     """Lease the next item, skipping `exclude` (the items the page already holds or is still
     submitting): this is how the page holds a second lease for the prefetched item."""
     project = _labeling_project(request, slug)
-    exclude = _item_ids(_json_body(request).get("exclude") or [], name="exclude", at_most=10_000)
+    exclude = _item_ids(
+        _json_body(request).get("exclude") or [], name="exclude", at_most=MAX_EXCLUDE
+    )
     assignment = services.claim_next_item(
-        project=project, annotator=request.user, exclude_item_ids=exclude[-MAX_EXCLUDE:]
+        project=project, annotator=request.user, exclude_item_ids=exclude
     )
     if assignment is None:
         return JsonResponse({"item": None})

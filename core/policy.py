@@ -220,6 +220,19 @@ def declared_rule(callback, *, url_name=None, namespace=None, method=None) -> st
     return EXTERNAL_RULES.get(url_name)
 
 
+def throttle_anonymous(request, view=None) -> None:
+    """Count a refused anonymous call (no or a wrong token) against its IP's anonymous rate, so
+    that guessing tokens or probing endpoints is throttled too (429 once over the rate)."""
+    from rest_framework.exceptions import Throttled
+
+    from .throttling import AnonThrottle
+
+    throttle = AnonThrottle()
+    throttle.refused = True
+    if not throttle.allow_request(request, view):
+        raise Throttled(throttle.wait())
+
+
 # --- for DRF ---------------------------------------------------------------------------------
 class Policy(BasePermission):
     """DRF permission: the role part of the view's `policy_rule` (or, for a viewset, its
@@ -234,6 +247,7 @@ class Policy(BasePermission):
             raise PermissionDenied("This endpoint declares no policy rule.")
         r = get_rule(name)
         if name != "public" and not is_authenticated(request.user):
+            throttle_anonymous(request, view)  # DRF would throttle only after the 401
             return False
         self.message = f"Only {r.description} may do this."
         return r.check(request.user)

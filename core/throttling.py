@@ -32,3 +32,9 @@ class AnonThrottle(_SettingRate, AnonRateThrottle):
     """Per anonymous client IP."""
 
     setting = "RFSTUDIO_THROTTLE_ANON"
+    refused = False  # counting a refused call: the caller is anonymous, do not ask request.user
+
+    def get_cache_key(self, request, view):
+        if self.refused:
+            return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+        return super().get_cache_key(request, view)

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.api_schema import DetailSerializer, UploadField
+from core import limits
 from core.policy import Policy
 from generation.models import Creative
 
@@ -233,6 +234,12 @@ class ScoreUploadsView(APIView):
         images = request.FILES.getlist("image")
         products = request.FILES.getlist("product")
         captions = request.data.getlist("caption") if hasattr(request.data, "getlist") else []
+        longest = limits.max_prompt_length()
+        if any(len(c) > longest for c in captions):
+            return Response(
+                {"detail": f"caption: at most {longest} characters."},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
         if len(images) != len(products):
             return Response(
                 {

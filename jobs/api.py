@@ -56,7 +56,7 @@ class JobDetailSerializer(JobSerializer):
 
 
 class LaunchSerializer(serializers.Serializer):
-    kind = serializers.CharField()
+    kind = serializers.CharField(max_length=100)
     params = serializers.DictField(required=False, default=dict)
     idempotency_key = serializers.CharField(required=False, allow_blank=True, max_length=200)
     inputs = serializers.DictField(required=False, default=dict)
