@@ -9,8 +9,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from annotation.models import Project
-from core.policy import rule
-from jobs.roles import ML_ENGINEER, has_role
+from core.policy import is_ml_engineer, rule
 
 from . import charts, selectors, services
 from .models import FeedbackModel
@@ -30,7 +29,7 @@ def model_list(request):
     return render(
         request,
         "feedback/model_list.html",
-        {"models": models, "can_manage": has_role(request.user, ML_ENGINEER)},
+        {"models": models, "can_manage": is_ml_engineer(request.user)},
     )
 
 
@@ -58,7 +57,7 @@ def model_detail(request, name: str):
         ),
         "evaluations": selectors.evaluations_for(model=model),
         "others": FeedbackModel.objects.exclude(pk=model.pk).values_list("name", flat=True),
-        "can_manage": has_role(request.user, ML_ENGINEER),
+        "can_manage": is_ml_engineer(request.user),
     }
     return render(request, "feedback/model_detail.html", context)
 
