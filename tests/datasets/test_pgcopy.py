@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from annotation.importing import ANNOTATION_FIELDS, ITEM_FIELDS, PG_SUBMIT_TRIGGER
 from annotation.models import Annotation, Item
-from generation import bulk, pgcopy
+from core import bulk, pgcopy
 from generation.models import Creative
 from tests.factories import make_creative, make_project, make_user
 
