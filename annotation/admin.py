@@ -7,7 +7,7 @@ services: re-open or recompute items, switch a project's queue order; a project'
 from django import forms
 from django.contrib import admin, messages
 
-from core.roles import ML_ENGINEER, has_role
+from core import limits, policy
 
 from . import services
 from .models import (
@@ -72,8 +72,8 @@ class ProjectAdminForm(forms.ModelForm):
 
     def clean_overlap(self):
         overlap = self.cleaned_data["overlap"]
-        if not 1 <= overlap <= services.MAX_OVERLAP:
-            raise forms.ValidationError(f"Between 1 and {services.MAX_OVERLAP}.")
+        if not 1 <= overlap <= limits.max_overlap():
+            raise forms.ValidationError(f"Between 1 and {limits.max_overlap()}.")
         return overlap
 
 
@@ -179,8 +179,8 @@ class QueueDataAdmin(admin.ModelAdmin):
         return False  # no data is ever lost
 
     def has_queue_permission(self, request):
-        """Who may run the queue services' actions: ML engineers (and superusers)."""
-        return has_role(request.user, ML_ENGINEER)
+        """Who may run the queue services' actions: ML engineers (and superusers; core.policy)."""
+        return policy.is_ml_engineer(request.user)
 
 
 @admin.register(Item)

@@ -18,13 +18,13 @@ from django.utils.html import format_html
 
 from annotation import exporting
 from annotation import jobs as annotation_jobs
-from core.roles import ML_ENGINEER, has_role
+from core.policy import is_ml_engineer
 from jobs.services import enqueue_job
 
 
 @admin.action(description="Create a dataset version (defaults: 0.8/0.1/0.1, seed 0)")
 def create_dataset_version_action(modeladmin, request, queryset):
-    if not has_role(request.user, ML_ENGINEER):
+    if not is_ml_engineer(request.user):
         modeladmin.message_user(request, "Only ML engineers create versions.", messages.ERROR)
         return None
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
@@ -48,7 +48,7 @@ def create_dataset_version_action(modeladmin, request, queryset):
 
 
 def _export(modeladmin, request, queryset, fmt):
-    if not has_role(request.user, ML_ENGINEER):
+    if not is_ml_engineer(request.user):
         modeladmin.message_user(request, "Only ML engineers export datasets.", messages.ERROR)
         return None
     if queryset.count() != 1:

@@ -4,19 +4,19 @@ Every 4xx answers JSON {"detail": message, "code": code} (400 from validation ad
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.pagination import LimitOffsetPagination
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core import limits, policy
+from core.api import BoundedLimitOffsetPagination, problem_response
+
 from . import selectors, services
 from .authentication import RoleAwareTokenAuthentication
-from .exceptions import AnnotationError, NotFound
+from .exceptions import AnnotationError, Forbidden, NotFound
 from .models import Review
-from .permissions import CanLabel, CanReview, can_label_project
 
 # --- serializers --------------------------------------------------------------------------------
 
@@ -52,9 +52,11 @@ class SubmitSerializer(serializers.Serializer):
     label = serializers.CharField(max_length=100)
     idempotency_key = serializers.CharField(max_length=100)
     duration_ms = serializers.IntegerField(
-        min_value=0, max_value=2**31 - 1, required=False, allow_null=True
+        min_value=0, max_value=limits.MAX_INT32, required=False, allow_null=True
     )
-    note = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    note = serializers.CharField(
+        max_length=limits.max_note_length(), required=False, allow_blank=True, default=""
+    )
 
 
 class AnnotationResultSerializer(serializers.Serializer):
@@ -106,12 +108,23 @@ class ReviewQueueItemSerializer(serializers.Serializer):
     agreement = serializers.FloatField(allow_null=True)
 
     def get_image_url(self, item) -> str:
-        return selectors.image_url("creatives", item.creative_id) if item.creative.image else ""
+        return selectors.creative_image_url(item.creative)
+
+
+class ReviewQueuePageSerializer(serializers.Serializer):
+    """One page of the review queue (limit/offset pagination)."""
+
+    count = serializers.IntegerField()
+    next = serializers.CharField(allow_null=True)
+    previous = serializers.CharField(allow_null=True)
+    results = ReviewQueueItemSerializer(many=True)
 
 
 class ReviewInputSerializer(serializers.Serializer):
     action = serializers.ChoiceField(choices=Review.Action.values)
-    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+    reason = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=limits.max_reason_length()
+    )
     label = serializers.CharField(required=False, allow_null=True, default=None)
 
 
@@ -157,7 +170,7 @@ class ItemDetailSerializer(serializers.Serializer):
     reviews = ReviewResultSerializer(many=True)
 
     def get_image_url(self, item) -> str:
-        return selectors.image_url("creatives", item.creative_id) if item.creative.image else ""
+        return selectors.creative_image_url(item.creative)
 
 
 def _errors(*codes):
@@ -170,19 +183,22 @@ def _errors(*codes):
 class _Base(APIView):
     # Token first: no session lookup for API clients; roles come with the token (one query).
     authentication_classes = [RoleAwareTokenAuthentication, SessionAuthentication]
-    permission_classes = [IsAuthenticated]
+    permission_classes = [policy.Policy]
+    policy_rule = "authenticated"
 
     def handle_exception(self, exc):
         if isinstance(exc, AnnotationError):
-            body = {"detail": exc.message, "code": exc.code}
+            extra = {"code": exc.code}
             if isinstance(exc, _Invalid):
-                body["errors"] = exc.errors
-            return Response(body, status=exc.status_code)
+                extra["errors"] = exc.errors
+            return problem_response(exc.status_code, exc.message, **extra)
         return super().handle_exception(exc)
 
-    def validated(self, serializer_class):
+    def validated(self, serializer_class, *, item_id=None, rule="label"):
         serializer = serializer_class(data=self.request.data)
         if not serializer.is_valid():
+            if item_id is not None:  # the policy answers before the input does (403 over 400)
+                services.authorize_item(item_id=item_id, user=self.request.user, rule=rule)
             fields = "; ".join(
                 f"{name}: {' '.join(str(m) for m in msgs)}"
                 for name, msgs in serializer.errors.items()
@@ -194,8 +210,10 @@ class _Base(APIView):
         project = selectors.project_for_user(slug=slug, user=self.request.user)
         if project is None:
             raise NotFound(f"No project {slug!r}.")
-        if not can_label_project(self.request.user, project):
-            raise _Forbidden("You are not an annotator of this project.")
+        if not policy.can_label_project(self.request.user, project):
+            if project.archived:
+                raise Forbidden("This project is archived.")
+            raise Forbidden("You are not an annotator of this project.")
         return project
 
 
@@ -207,13 +225,8 @@ class _Invalid(AnnotationError):
         self.errors = errors
 
 
-class _Forbidden(AnnotationError):
-    status_code = 403
-    code = "permission_denied"
-
-
 class NextItemView(_Base):
-    permission_classes = [IsAuthenticated, CanLabel]
+    policy_rule = "label"
 
     @extend_schema(
         request=None,
@@ -233,7 +246,7 @@ class NextItemView(_Base):
 
 
 class SubmitView(_Base):
-    permission_classes = [IsAuthenticated, CanLabel]
+    policy_rule = "label"
 
     @extend_schema(
         request=SubmitSerializer,
@@ -245,7 +258,7 @@ class SubmitView(_Base):
         summary="Label a leased item (idempotent per idempotency_key).",
     )
     def post(self, request, item_id):
-        data = self.validated(SubmitSerializer)
+        data = self.validated(SubmitSerializer, item_id=item_id)
         annotation, created = services.submit_annotation(
             item_id=item_id,
             annotator=request.user,
@@ -264,7 +277,7 @@ class SubmitView(_Base):
 
 
 class HeartbeatView(_Base):
-    permission_classes = [IsAuthenticated, CanLabel]
+    policy_rule = "label"
 
     @extend_schema(
         request=None,
@@ -277,7 +290,7 @@ class HeartbeatView(_Base):
 
 
 class SkipView(_Base):
-    permission_classes = [IsAuthenticated, CanLabel]
+    policy_rule = "label"
 
     @extend_schema(
         request=None,
@@ -290,7 +303,7 @@ class SkipView(_Base):
 
 
 class UndoView(_Base):
-    permission_classes = [IsAuthenticated, CanLabel]
+    policy_rule = "label"
 
     @extend_schema(
         request=None,
@@ -332,17 +345,21 @@ class ProjectListView(_Base):
 
 
 class ReviewQueueView(_Base):
-    permission_classes = [IsAuthenticated, CanReview]
+    policy_rule = "reviewer"
 
     @extend_schema(
-        responses={200: ReviewQueueItemSerializer(many=True), **_errors(403, 404)},
+        parameters=[
+            OpenApiParameter("limit", int, description="Page size (at most the server's cap)."),
+            OpenApiParameter("offset", int, description="Items to skip."),
+        ],
+        responses={200: ReviewQueuePageSerializer, **_errors(403, 404)},
         summary="Finished items waiting for QA (paginated: limit, offset).",
     )
     def get(self, request, slug):
         project = selectors.project_for_user(slug=slug, user=request.user)
         if project is None:
             raise NotFound(f"No project {slug!r}.")
-        paginator = LimitOffsetPagination()
+        paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(
             selectors.review_queue(project=project), request, view=self
         )
@@ -350,7 +367,7 @@ class ReviewQueueView(_Base):
 
 
 class ReviewCreateView(_Base):
-    permission_classes = [IsAuthenticated, CanReview]
+    policy_rule = "review"
 
     @extend_schema(
         request=ReviewInputSerializer,
@@ -358,7 +375,7 @@ class ReviewCreateView(_Base):
         summary="Accept, reject (with a reason: back to the queue) or relabel a finished item.",
     )
     def post(self, request, item_id):
-        data = self.validated(ReviewInputSerializer)
+        data = self.validated(ReviewInputSerializer, item_id=item_id, rule="review")
         review = services.review_item(
             item_id=item_id,
             reviewer=request.user,
@@ -370,7 +387,7 @@ class ReviewCreateView(_Base):
 
 
 class ItemDetailView(_Base):
-    permission_classes = [IsAuthenticated, CanReview]
+    policy_rule = "reviewer"
 
     @extend_schema(
         responses={200: ItemDetailSerializer, **_errors(403, 404)},

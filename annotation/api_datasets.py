@@ -1,15 +1,17 @@
 """API for import, dataset versions and exports (thin: the work is in importing/datasets/exporting).
 
-POST /api/projects/{slug}/import/       ml_engineer: multipart manifest (+ images) or server paths
-                                         -> 202 + job (a worker imports; annotation/jobs.py)
+POST /api/projects/{slug}/import/       ml_engineer, active project: multipart manifest (+ images)
+                                         or server paths -> 202 + job (a worker imports;
+                                         annotation/jobs.py)
 GET  /api/datasets/                      qa, ml_engineer
 GET  /api/datasets/{name}/               qa, ml_engineer
 POST /api/projects/{slug}/datasets/      ml_engineer -> 202 + job (a worker freezes the version)
 GET  /api/datasets/{name}/export/?format=jsonl|parquet   ml_engineer (streamed)
 
-No heavy work in requests: imports and freezing take minutes at 100k+ rows, so the request only
-validates its options (and stages uploads in storage), then enqueues a job; poll
-`/api/jobs/{id}/` for the result.
+Who may call what is core.policy's (`policy_rule` on each view). No heavy work in requests:
+imports and freezing take minutes at 100k+ rows, so the request only checks the policy and
+validates its options against core.limits (a 400 problem naming the field, before anything is
+stored), stages uploads in storage, then enqueues a job; poll `/api/jobs/{id}/` for the result.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import permissions, serializers, status
+from rest_framework import serializers, status
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -29,30 +31,11 @@ from rest_framework.views import APIView
 from annotation import datasets, exporting, importing
 from annotation import jobs as annotation_jobs
 from annotation.models import DatasetVersion, Project
-from core.api import DetailSerializer, UploadField
-from core.roles import ML_ENGINEER, QA, has_role
+from core import limits, policy
+from core.api import DetailSerializer, UploadField, problem_response
 from jobs.kinds import get_kind
 from jobs.params import clean_params
 from jobs.services import enqueue_job
-
-
-class _RolePermission(permissions.BasePermission):
-    roles: tuple[str, ...] = ()
-    message = "You do not have the role needed for this."
-
-    def has_permission(self, request, view):
-        return has_role(request.user, *self.roles)
-
-
-class IsMLEngineer(_RolePermission):
-    roles = (ML_ENGINEER,)
-    message = "Only ML engineers may do this."
-
-
-class IsQAOrMLEngineer(_RolePermission):
-    roles = (QA, ML_ENGINEER)
-    message = "Only QA and ML engineers may see dataset versions."
-
 
 # --- schema-only serializers: they document the payloads for /api/docs/, the views do not use them.
 
@@ -66,7 +49,9 @@ class ImportErrorSerializer(serializers.Serializer):
 
 class ImportOptionsSerializer(serializers.Serializer):
     label_source = serializers.CharField(required=False, default=importing.DEFAULT_LABEL_SOURCE)
-    overlap = serializers.IntegerField(required=False, default=1, min_value=1)
+    overlap = serializers.IntegerField(
+        required=False, default=1, min_value=1, max_value=limits.max_overlap()
+    )
     skip_bad = serializers.BooleanField(
         required=False, default=False, help_text="Skip bad lines instead of failing the import."
     )
@@ -125,17 +110,19 @@ def _accepted(job) -> Response:
 
 
 def _problem(exc: ValidationError) -> Response:
+    """A 400 problem document naming the invalid fields (core.api)."""
     if hasattr(exc, "error_dict"):
         fields = {k: [str(m) for m in v] for k, v in exc.message_dict.items()}
         detail = "; ".join(
             f"{k}: {' '.join(v)}" if k != "__all__" else " ".join(v) for k, v in fields.items()
         )
-        return Response({"detail": detail, "errors": fields}, status=400)
-    return Response({"detail": "; ".join(exc.messages)}, status=400)
+        return problem_response(400, detail, code="invalid", errors=fields)
+    return problem_response(400, "; ".join(exc.messages), code="invalid")
 
 
 class ImportView(APIView):
-    permission_classes = [permissions.IsAuthenticated, IsMLEngineer]
+    permission_classes = [policy.Policy]
+    policy_rule = "import"
 
     @extend_schema(
         operation_id="project_import",
@@ -156,11 +143,22 @@ class ImportView(APIView):
         },
     )
     def post(self, request, slug):
+        # Policy, then the options (core.limits), then staging and the job: nothing is stored for
+        # a request that is refused.
+        policy.require_project(request.user, Project.objects.filter(slug=slug).first(), "import")
         data = request.data
+        try:
+            overlap = int(str(data.get("overlap") or 1)[:20])
+        except (TypeError, ValueError):
+            return problem_response(400, "overlap must be an integer", code="invalid")
+        try:
+            importing.check_project_options(project_slug=slug, overlap=overlap)
+        except ValueError as exc:
+            return problem_response(400, str(exc), code="invalid")
         params = {
             "project": slug,
             "label_source": str(data.get("label_source") or importing.DEFAULT_LABEL_SOURCE),
-            "overlap": data.get("overlap") or 1,
+            "overlap": overlap,
             "skip_bad": _bool(data.get("skip_bad", False)),
         }
         staged = None
@@ -185,8 +183,8 @@ class ImportView(APIView):
             if data.get("images_root"):
                 params["images_root"] = str(data["images_root"])
         else:
-            return Response(
-                {"detail": "send a 'manifest' file (multipart) or a 'manifest_path'"}, status=400
+            return problem_response(
+                400, "send a 'manifest' file (multipart) or a 'manifest_path'", code="invalid"
             )
         try:
             job = enqueue_job(kind=annotation_jobs.IMPORT, params=params, requested_by=request.user)
@@ -222,12 +220,13 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
 class DatasetCreateSerializer(serializers.Serializer):
     name = serializers.RegexField(datasets.NAME_RE.pattern, max_length=100)
     min_agreement = serializers.FloatField(default=0.0, min_value=0.0, max_value=1.0)
-    ratios = serializers.CharField(default="0.8,0.1,0.1")
-    seed = serializers.IntegerField(default=0)
+    ratios = serializers.CharField(default="0.8,0.1,0.1", max_length=100)
+    seed = serializers.IntegerField(default=0, min_value=0, max_value=limits.MAX_INT32)
 
 
 class DatasetListView(APIView):
-    permission_classes = [permissions.IsAuthenticated, IsQAOrMLEngineer]
+    permission_classes = [policy.Policy]
+    policy_rule = "reviewer"
 
     @extend_schema(
         operation_id="datasets_list",
@@ -245,7 +244,8 @@ class DatasetListView(APIView):
 
 
 class DatasetDetailView(APIView):
-    permission_classes = [permissions.IsAuthenticated, IsQAOrMLEngineer]
+    permission_classes = [policy.Policy]
+    policy_rule = "reviewer"
 
     @extend_schema(
         operation_id="datasets_retrieve",
@@ -259,7 +259,8 @@ class DatasetDetailView(APIView):
 
 
 class DatasetCreateView(APIView):
-    permission_classes = [permissions.IsAuthenticated, IsMLEngineer]
+    permission_classes = [policy.Policy]
+    policy_rule = "ml_engineer"
 
     @extend_schema(
         operation_id="project_datasets_create",
@@ -300,7 +301,8 @@ class _NoFormatNegotiation(DefaultContentNegotiation):
 
 
 class DatasetExportView(APIView):
-    permission_classes = [permissions.IsAuthenticated, IsMLEngineer]
+    permission_classes = [policy.Policy]
+    policy_rule = "ml_engineer"
     content_negotiation_class = _NoFormatNegotiation
 
     @extend_schema(

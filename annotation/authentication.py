@@ -8,6 +8,7 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import AuthenticationFailed
 
+from core.policy import throttle_anonymous
 from core.prepared import PreparedQuery
 from core.roles import ROLES
 
@@ -27,10 +28,18 @@ TOKEN_WITH_ROLES = PreparedQuery(_token_with_roles)
 
 
 class RoleAwareTokenAuthentication(TokenAuthentication):
+    def authenticate(self, request):
+        try:
+            return super().authenticate(request)
+        except AuthenticationFailed:
+            # A wrong token counts against the caller's anonymous rate (token guessing).
+            throttle_anonymous(request)
+            raise
+
     def authenticate_credentials(self, key):
         token = TOKEN_WITH_ROLES.first(key=key)
         if token is None:
-            raise AuthenticationFailed("Invalid token.")
+            raise AuthenticationFailed("Invalid token.")  # counted per IP (see authenticate)
         if not token.user.is_active:
             raise AuthenticationFailed("User inactive or deleted.")
         # core.roles.has_role reads this cache.

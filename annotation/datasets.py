@@ -39,11 +39,9 @@ def parse_ratios(value) -> tuple[float, float, float]:
         ratios = tuple(float(v) for v in value)
     except (TypeError, ValueError):
         raise ValidationError(f"ratios must be three numbers like 0.8,0.1,0.1, got {value!r}")
-    if (
-        len(ratios) != 3
-        or any(not math.isfinite(r) or r < 0 for r in ratios)
-        or abs(sum(ratios) - 1.0) > 1e-6
-    ):
+    if not all(math.isfinite(r) for r in ratios):
+        raise ValidationError(f"ratios must be finite numbers, got {value!r}")
+    if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1.0) > 1e-6:
         raise ValidationError(f"ratios must be three non-negative numbers summing to 1: {value!r}")
     if ratios[0] <= 0:
         raise ValidationError("the train ratio must be positive")

@@ -36,6 +36,13 @@ class IdempotencyKeyReused(AnnotationError):
     code = "idempotency_key_reused"
 
 
+class Forbidden(AnnotationError):
+    """core.policy refused: no longer a member, or the project is archived."""
+
+    status_code = 403
+    code = "permission_denied"
+
+
 class NotFound(AnnotationError):
     status_code = 404
     code = "not_found"

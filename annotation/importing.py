@@ -35,7 +35,7 @@ from django.utils import timezone
 
 from annotation import item_state
 from annotation.models import RF1M_CLASSES, Annotation, AuditEvent, Item, LabelClass, Project
-from core import bulk
+from core import bulk, limits
 from generation import images
 from generation import services as gen_services
 
@@ -43,11 +43,12 @@ STRING_FIELDS = {
     "image": None,
     "product_image": None,
     "sku": 128,
-    "title": 500,
+    "title": limits.max_title_length(),
     "category": 200,
     "family": 128,
-    "prompt": None,
-    "negative_prompt": None,
+    # Read at start-up (RFSTUDIO_MAX_PROMPT_LENGTH): a prompt is served in every /next/ payload.
+    "prompt": limits.max_prompt_length(),
+    "negative_prompt": limits.max_prompt_length(),
     "generator": 200,
     "generator_version": 100,
     "label": 100,
@@ -84,6 +85,7 @@ ANNOTATION_FIELDS = [
     "created_at",
 ]
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+SLUG_RE = re.compile(r"^[-a-zA-Z0-9_]+$")
 INT64 = (-(2**63), 2**63 - 1)
 USERNAME_RE = re.compile(r"^[\w.@+-]{1,150}$")
 DEFAULT_LABEL_SOURCE = "import"
@@ -424,7 +426,39 @@ def validate(
     product_infos = {
         sku: processed[str(p)] for sku, p in product_source.items() if sku not in bad_products
     }
+    errors += _conflicts(good)
     return errors, product_infos
+
+
+def _conflicts(rows: list[Row]) -> list[tuple[int, str]]:
+    """Rows that contradict an earlier row: the same image with another label (which would be
+    silently dropped), or one manifest `id` naming two different images."""
+    errors = []
+    label_at: dict[str, tuple[int, str]] = {}
+    image_of_id: dict[str, tuple[int, str]] = {}
+    for row in rows:
+        if row.info is None:
+            continue
+        sha, d = row.info.sha256, row.data
+        label = d.get("label") or ""
+        if label:
+            first = label_at.setdefault(sha, (row.line, label))
+            if first[1] != label:
+                errors.append(
+                    (
+                        row.line,
+                        f"image {d['image']!r} is the image of line {first[0]} with another "
+                        f"label ({label!r}, line {first[0]}: {first[1]!r})",
+                    )
+                )
+        ext = d.get("id")
+        if ext:
+            first = image_of_id.setdefault(ext, (row.line, sha))
+            if first[1] != sha:
+                errors.append(
+                    (row.line, f"id {ext!r} is already used on line {first[0]} for another image")
+                )
+    return errors
 
 
 # --- phase 2: write ----------------------------------------------------------------------------
@@ -762,6 +796,19 @@ class _QueryTimer:
             self.seconds += time.perf_counter() - start
 
 
+def check_project_options(*, project_slug, overlap) -> None:
+    """ValueError naming the field (the API answers 400, the command a CommandError)."""
+    max_slug = Project._meta.get_field("slug").max_length
+    if not isinstance(project_slug, str) or not SLUG_RE.match(project_slug):
+        shown = repr(project_slug)[:60]
+        raise ValueError(f"project slug must be letters, digits, '-' or '_', got {shown}")
+    if len(project_slug) > max_slug:
+        raise ValueError(f"project slug must be at most {max_slug} characters")
+    max_overlap = limits.max_overlap()
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or not 1 <= overlap <= max_overlap:
+        raise ValueError(f"overlap must be an integer between 1 and {max_overlap}")
+
+
 def import_manifest(
     *,
     lines: Iterable[bytes | str],
@@ -786,6 +833,7 @@ def import_manifest(
     result = ImportResult()
     if not USERNAME_RE.match(label_source or ""):
         raise ValueError(f"invalid label source name {label_source!r}")
+    check_project_options(project_slug=project_slug, overlap=overlap)
     with connection.execute_wrapper(timer), _gc_paused():
         project = Project.objects.filter(slug=project_slug).first()
         labels = _label_slugs(project)

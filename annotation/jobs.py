@@ -24,6 +24,8 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
+from core.limits import MAX_INT32
+
 IMPORT = "import_creatives"
 DATASET = "create_dataset_version"
 STAGE_PREFIX = "imports"
@@ -109,7 +111,7 @@ class ImportParamsForm(forms.Form):
     images_root = forms.CharField(required=False, help_text="Default: the manifest's folder.")
     source_name = forms.CharField(required=False, max_length=255)
     label_source = forms.CharField(required=False, initial="import", max_length=150)
-    overlap = forms.IntegerField(min_value=1, max_value=100, initial=1)
+    overlap = forms.IntegerField(min_value=1, initial=1)  # upper bound: core.limits, in clean()
     skip_bad = forms.BooleanField(required=False, initial=False)
 
     def clean_staged(self):
@@ -128,6 +130,21 @@ class ImportParamsForm(forms.Form):
             if cleaned.get("images_root"):
                 cleaned["images_root"] = check_import_path(cleaned["images_root"])
         cleaned["label_source"] = cleaned.get("label_source") or "import"
+        if cleaned.get("project") and cleaned.get("overlap") is not None:
+            from annotation.importing import check_project_options
+
+            # The importer's own check (slug length, RFSTUDIO_MAX_OVERLAP), at enqueue time.
+            try:
+                check_project_options(project_slug=cleaned["project"], overlap=cleaned["overlap"])
+            except ValueError as exc:
+                raise ValidationError(str(exc))
+        if cleaned.get("project"):
+            from annotation.models import Project
+
+            # core.policy's "import" rule for launches that do not pass the import API
+            # (POST /api/jobs/, --enqueue); checked again when the job runs (params are re-cleaned).
+            if Project.objects.filter(slug=cleaned["project"], archived=True).exists():
+                raise ValidationError(f"project {cleaned['project']!r} is archived")
         return cleaned
 
 
@@ -180,7 +197,7 @@ class DatasetParamsForm(forms.Form):
     name = forms.RegexField(r"^[-a-zA-Z0-9_]{1,100}$", max_length=100)
     min_agreement = forms.FloatField(min_value=0.0, max_value=1.0, initial=0.0, required=False)
     ratios = forms.CharField(initial="0.8,0.1,0.1", max_length=100, required=False)
-    seed = forms.IntegerField(min_value=0, max_value=2**31 - 1, initial=0, required=False)
+    seed = forms.IntegerField(min_value=0, max_value=MAX_INT32, initial=0, required=False)
 
     def clean_project(self):
         from annotation.models import Project

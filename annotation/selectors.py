@@ -2,27 +2,76 @@
 
 from __future__ import annotations
 
+import functools
+
 from django.db.models import Count, Exists, OuterRef, Q
+from django.urls import get_script_prefix, reverse
 
 from core.prepared import PreparedQuery
 
 from .models import Annotation, Assignment, Item, Project
 from .schema_cache import schema_choices
 
-_IMAGE_PREFIXES: dict[str, str] = {}
+
+@functools.lru_cache(maxsize=32)
+def _route(name: str, prefix: str) -> str:
+    # reverse() once per URL name (and script prefix): the next payload needs three per call.
+    return reverse(name, args=[0]).replace("/0/", "/{}/")
 
 
 def image_url(kind: str, pk: int, *, thumb: bool = False) -> str:
-    """URL of a creative's or product's image (`kind` "creatives" or "products"): streamed through
-    /images/... behind the login, whatever the storage (the storage's own URLs are /media/...,
-    which nothing serves, or a private bucket). Reversed once, then formatted (hot path)."""
-    prefix = _IMAGE_PREFIXES.get(kind)
-    if prefix is None:
-        from django.urls import reverse
+    """URL of a creative's or product's image by id (`kind` "creatives" or "products"): streamed
+    through /images/... behind the login and the policy, whatever the storage (the storage's own
+    URLs are /media/..., which nothing serves, or a private bucket). Exports know ids only."""
+    name = "annotation-creative-image" if kind == "creatives" else "annotation-product-image"
+    url = _route(name, get_script_prefix()).format(pk)
+    return f"{url}?thumb=1" if thumb else url
 
-        name = "annotation-creative-image" if kind == "creatives" else "annotation-product-image"
-        prefix = _IMAGE_PREFIXES[kind] = reverse(name, args=[0])[: -len("0/")]
-    return f"{prefix}{pk}/?thumb=1" if thumb else f"{prefix}{pk}/"
+
+def creative_image_url(creative, *, thumb: bool = False) -> str:
+    """The login-protected image route (works with every storage backend; /media/ is not served)."""
+    if not creative.image:
+        return ""
+    return image_url("creatives", creative.pk, thumb=thumb and bool(creative.thumbnail))
+
+
+def product_image_url(product) -> str:
+    if not product.image:
+        return ""
+    return image_url("products", product.pk)
+
+
+def creative_for_image(*, pk: int):
+    from generation.models import Creative
+
+    return Creative.objects.filter(pk=pk).only("pk", "image", "thumbnail").first()
+
+
+def product_for_image(*, pk: int):
+    from generation.models import Product
+
+    return Product.objects.filter(pk=pk).only("pk", "image").first()
+
+
+def _projects_with_membership(user, **item_filter) -> list[Project]:
+    """Projects holding the matching items, with core.policy's membership flags (one query)."""
+    through = Project.annotators.through
+    return list(
+        Project.objects.filter(
+            pk__in=Item.objects.filter(**item_filter).values("project_id")
+        ).annotate(
+            has_members=Exists(through.objects.filter(project_id=OuterRef("pk"))),
+            is_member=Exists(through.objects.filter(project_id=OuterRef("pk"), user_id=user.pk)),
+        )
+    )
+
+
+def projects_of_creatives(*, user, pks) -> list[Project]:
+    return _projects_with_membership(user, creative_id__in=list(pks))
+
+
+def projects_of_product(*, user, pk) -> list[Project]:
+    return _projects_with_membership(user, creative__product_id=pk)
 
 
 def _project_with_membership(slug, user_id):
@@ -68,9 +117,9 @@ def next_item_payload(*, assignment: Assignment) -> dict:
     return {
         "item_id": item.pk,
         "project": project.slug,
-        "image_url": image_url("creatives", creative.pk) if creative.image else "",
-        "thumbnail_url": image_url("creatives", creative.pk, thumb=bool(creative.thumbnail)),
-        "product_image_url": image_url("products", product.pk) if product.image else "",
+        "image_url": creative_image_url(creative),
+        "thumbnail_url": creative_image_url(creative, thumb=True),
+        "product_image_url": product_image_url(product),
         "prompt": creative.prompt,
         "sku": product.sku,
         "title": product.title,
@@ -97,7 +146,7 @@ def project_progress(*, project, annotator=None) -> dict:
 
 def projects_for_user(*, user) -> list[Project]:
     """Projects the user may label or review, each with progress counters annotated."""
-    from .permissions import can_label_project, can_review
+    from core.policy import can_label_project, can_review
 
     through = Project.annotators.through
     qs = (

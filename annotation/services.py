@@ -26,11 +26,13 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
+from core import limits, policy
 from core.prepared import PreparedQuery
 
 from . import item_state
 from .exceptions import (
     AnnotationError,
+    Forbidden,
     IdempotencyKeyReused,
     InvalidLabel,
     InvalidReview,
@@ -225,9 +227,6 @@ def set_project_ordering(*, project, ordering: str, actor=None) -> Project:
     return project
 
 
-MAX_OVERLAP = 100
-
-
 def set_project_overlap(*, project, overlap: int, actor=None) -> Project:
     """Change how many labels each item needs. Raising it sends finished items that QA has not
     decided yet (no review, or one pending) back to the queue for more labels; lowering it
@@ -239,8 +238,8 @@ def set_project_overlap(*, project, overlap: int, actor=None) -> Project:
     """
     if isinstance(overlap, bool) or not isinstance(overlap, int):
         raise ValidationError("overlap must be an integer")
-    if not 1 <= overlap <= MAX_OVERLAP:
-        raise ValidationError(f"overlap must be between 1 and {MAX_OVERLAP}")
+    if not 1 <= overlap <= limits.max_overlap():  # RFSTUDIO_MAX_OVERLAP, the importer's bound too
+        raise ValidationError(f"overlap must be between 1 and {limits.max_overlap()}")
     with transaction.atomic():
         locked = Project.objects.select_for_update().get(pk=project.pk)
         old = locked.overlap
@@ -451,16 +450,69 @@ def claim_next_item(*, project, annotator, exclude_item_ids: Sequence[int] = ())
     return _assignment_with_item(row=row, project=project, annotator=annotator)
 
 
-def renew_lease(*, item_id, annotator) -> Assignment:
-    """Heartbeat: extend the annotator's lease. A lease that ran out is renewed when nobody took
-    the slot meanwhile; otherwise LeaseConflict."""
-    now = timezone.now()
-    assignment = (
+def _membership(project_ref: str, user_id) -> dict:
+    """`has_members` / `is_member` annotations for core.policy.is_member (no extra query)."""
+    through = Project.annotators.through
+    return {
+        "has_members": Exists(through.objects.filter(project_id=OuterRef(project_ref))),
+        "is_member": Exists(
+            through.objects.filter(project_id=OuterRef(project_ref), user_id=user_id)
+        ),
+    }
+
+
+def _check_may_label(annotator, assignment) -> None:
+    """core.policy on the lease's project: a removed member or an archived project keeps no lease
+    (heartbeat, submit and skip all refuse with 403; nothing is re-let)."""
+    project = assignment.project
+    project.has_members = assignment.has_members
+    project.is_member = assignment.is_member
+    if not policy.can_label_project(annotator, project):
+        if project.archived:
+            raise Forbidden("This project is archived.")
+        raise Forbidden("You are not an annotator of this project.")
+
+
+def authorize_item(*, item_id, user, rule: str = "label") -> None:
+    """core.policy on the item's project (one query): NotFound, or Forbidden when `rule` ("label"
+    or "review") refuses. The hot paths check on the rows they lock instead; this serves the
+    paths that have no lease to look at (no lease, invalid input)."""
+    project = (
+        Project.objects.filter(items__pk=item_id).annotate(**_membership("pk", user.pk)).first()
+    )
+    if project is None:
+        raise NotFound(f"Item {item_id} does not exist.")
+    allowed = (
+        policy.can_label_project(user, project)
+        if rule == "label"
+        else policy.can_review_project(user, project)
+    )
+    if not allowed:
+        if project.archived:
+            raise Forbidden("This project is archived.")
+        raise Forbidden("You may not do this in this project.")
+
+
+def _my_assignment(item_id, annotator):
+    return (
         Assignment.objects.select_related("project")
+        .annotate(**_membership("project_id", annotator.pk))
         .filter(item_id=item_id, annotator=annotator)
         .order_by("-id")
         .first()
     )
+
+
+def renew_lease(*, item_id, annotator) -> Assignment:
+    """Heartbeat: extend the annotator's lease. A lease that ran out is renewed when nobody took
+    the slot meanwhile; otherwise LeaseConflict. Forbidden when core.policy no longer lets the
+    annotator label the project."""
+    now = timezone.now()
+    assignment = _my_assignment(item_id, annotator)
+    if assignment is None:
+        authorize_item(item_id=item_id, user=annotator)
+    else:
+        _check_may_label(annotator, assignment)
     if assignment is None or assignment.status not in (
         Assignment.Status.ACTIVE,
         Assignment.Status.EXPIRED,
@@ -493,6 +545,11 @@ def renew_lease(*, item_id, annotator) -> Assignment:
 
 def skip_item(*, item_id, annotator) -> None:
     """Give the item back; it is not offered to this annotator again."""
+    assignment = _my_assignment(item_id, annotator)
+    if assignment is None:
+        authorize_item(item_id=item_id, user=annotator)
+    else:
+        _check_may_label(annotator, assignment)
     n = Assignment.objects.filter(
         item_id=item_id, annotator=annotator, status=Assignment.Status.ACTIVE
     ).update(status=Assignment.Status.SKIPPED, updated_at=timezone.now())
@@ -577,8 +634,16 @@ def submit_annotation(
     """Store the annotator's label for a leased item: (annotation, created). A replay with the
     same idempotency key returns the stored annotation with created=False."""
     key = _check_key(idempotency_key)
-    if duration_ms is not None and (not isinstance(duration_ms, int) or duration_ms < 0):
-        raise AnnotationError("`duration_ms` must be a non-negative integer.")
+    if duration_ms is not None and (
+        isinstance(duration_ms, bool)
+        or not isinstance(duration_ms, int)
+        or not 0 <= duration_ms <= limits.max_duration_ms()
+    ):
+        raise AnnotationError(
+            f"`duration_ms` must be an integer between 0 and {limits.max_duration_ms()}."
+        )
+    if note and len(note) > limits.max_note_length():
+        raise AnnotationError(f"`note` must be at most {limits.max_note_length()} characters.")
     now = timezone.now()
     try:
         return _in_transaction(
@@ -604,6 +669,7 @@ def _lease_for_submit(item_id, annotator_id, key):
         Assignment.objects.filter(item_id=item_id, annotator_id=annotator_id)
         .select_related("item", "item__project")
         .annotate(
+            **_membership("project_id", annotator_id),
             replay_id=Subquery(
                 Annotation.objects.filter(annotator_id=annotator_id, idempotency_key=key).values(
                     "id"
@@ -636,8 +702,7 @@ def _submit_locked(*, item_id, annotator, label, key, duration_ms, note, now):
         ann = _replay(annotator=annotator, key=key, item_id=item_id)
         if ann is not None:
             return ann, False
-        if not Item.objects.filter(pk=item_id).exists():
-            raise NotFound(f"Item {item_id} does not exist.")
+        authorize_item(item_id=item_id, user=annotator)
         raise LeaseConflict("This item is not leased to you. Ask for the next item.")
     if assignment.replay_id:
         return _replay(
@@ -645,6 +710,8 @@ def _submit_locked(*, item_id, annotator, label, key, duration_ms, note, now):
         ), False
     item = assignment.item
     project = item.project
+    assignment.project = project
+    _check_may_label(annotator, assignment)
     choices = schema_choices(project.schema_id)
     choice = choices.by_slug.get(label) if isinstance(label, str) else None
     if choice is None:
@@ -842,6 +909,8 @@ def review_item(*, item_id, reviewer, action: str, reason: str = "", label=None)
     if action not in Review.Action.values:
         raise InvalidReview(f"Unknown action {action!r}; use accept, reject or relabel.")
     reason = (reason or "").strip()
+    if len(reason) > limits.max_reason_length():
+        raise InvalidReview(f"`reason` must be at most {limits.max_reason_length()} characters.")
     if action == Review.Action.REJECT and not reason:
         raise InvalidReview("A reason is required to reject an item.")
     return _in_transaction(
@@ -858,6 +927,8 @@ def _review_locked(*, item_id, reviewer, action, reason, label) -> Review:
     now = timezone.now()
     item = _lock_item(item_id)
     project = item.project
+    if not policy.can_review_project(reviewer, project):
+        raise Forbidden("This project is archived." if project.archived else "You may not review.")
     if item.is_gold:
         raise ReviewConflict("Gold items are not reviewed.")
     if item.status != Item.Status.DONE:

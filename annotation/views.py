@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from functools import wraps
 
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import FileResponse, Http404, JsonResponse
 from django.middleware.csrf import get_token
@@ -22,12 +21,12 @@ from django.urls import reverse
 from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_GET, require_POST
 
+from core import limits, policy
+from core.policy import rule
 from core.roles import ANNOTATOR, has_role
-from generation.models import Creative, Product
 
 from . import exceptions, selectors, selectors_ui, services
 from .models import AVAILABLE, Item, Project
-from .permissions import LABEL_ROLES, REVIEW_ROLES, can_label_project
 
 MAX_EXCLUDE = 500
 
@@ -37,21 +36,6 @@ class BadRequest(Exception):
 
 
 # --- plumbing --------------------------------------------------------------------------------
-def require_roles(*roles):
-    """login_required + 403 unless the user has one of `roles` (superusers have all)."""
-
-    def decorator(view):
-        @wraps(view)
-        def wrapped(request, *args, **kwargs):
-            if not has_role(request.user, *roles):
-                raise PermissionDenied("You do not have the role needed for this page.")
-            return view(request, *args, **kwargs)
-
-        return login_required(wrapped)
-
-    return decorator
-
-
 def _error(status: int, message: str) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)
 
@@ -89,22 +73,38 @@ def _labeling_project(request, slug: str) -> Project:
     project = selectors.project_for_user(slug=slug, user=request.user)
     if project is None:
         raise Http404("No such project.")
-    if not can_label_project(request.user, project):
-        raise PermissionDenied("You are not an annotator of this project.")
+    policy.require_project(request.user, project, "label")
     return project
+
+
+def _review_project(request, slug: str, *, write: bool = False) -> Project:
+    """The project for QA pages: read on archived projects too, review only on active ones."""
+    project = get_object_or_404(Project, slug=slug)
+    policy.require_project(request.user, project, "review" if write else "read_project")
+    return project
+
+
+def _item_ids(value, *, name: str, at_most: int) -> list[int]:
+    """A JSON list of item ids, each a real id (0 < id ≤ 2**63 - 1), at most `at_most` long."""
+    if not isinstance(value, list) or len(value) > at_most:
+        raise BadRequest(f"`{name}` must be a list of at most {at_most} item ids.")
+    for i in value:
+        if isinstance(i, bool) or not isinstance(i, int) or not 0 < i <= limits.MAX_ID:
+            raise BadRequest(f"`{name}` must be a list of item ids.")
+    return value
 
 
 def _project_item(project: Project, item_id: int) -> Item:
     return get_object_or_404(Item, pk=item_id, project=project)
 
 
-@login_required
+@rule("authenticated")
 def home(request):
     """Send everyone to the page of their main role."""
     user = request.user
     if has_role(user, ANNOTATOR) and not user.is_superuser:
         return redirect("label-projects")
-    if has_role(user, *REVIEW_ROLES):
+    if policy.can_review(user):
         return redirect("qa-projects")
     return redirect("label-projects")
 
@@ -124,25 +124,41 @@ def _image_response(field) -> FileResponse:
     return response
 
 
+def _require_image_access(request, projects) -> None:
+    """core.policy "read_project" on any project that holds the image; reviewers see every image
+    (also of creatives in no project yet), annotators only those of projects they may label."""
+    if policy.can_review(request.user):
+        return
+    if not any(policy.can_read_project(request.user, p) for p in projects):
+        raise PermissionDenied("This image belongs to no project you may label.")
+
+
 @require_GET
-@require_roles(*LABEL_ROLES, *REVIEW_ROLES)
+@rule("read_project")
 def creative_image(request, pk: int):
     """The generated image; `?thumb=1` serves the stored thumbnail when there is one."""
-    creative = get_object_or_404(Creative, pk=pk)
+    creative = selectors.creative_for_image(pk=pk)
+    if creative is None:
+        raise Http404("No such creative.")
+    _require_image_access(request, selectors.projects_of_creatives(user=request.user, pks=[pk]))
     if request.GET.get("thumb") and creative.thumbnail:
         return _image_response(creative.thumbnail)
     return _image_response(creative.image)
 
 
 @require_GET
-@require_roles(*LABEL_ROLES, *REVIEW_ROLES)
+@rule("read_project")
 def product_image(request, pk: int):
-    return _image_response(get_object_or_404(Product, pk=pk).image)
+    product = selectors.product_for_image(pk=pk)
+    if product is None:
+        raise Http404("No such product.")
+    _require_image_access(request, selectors.projects_of_product(user=request.user, pk=pk))
+    return _image_response(product.image)
 
 
 # --- labeling --------------------------------------------------------------------------------
 @require_GET
-@require_roles(*LABEL_ROLES)
+@rule("labeler")
 def label_projects(request):
     rows = [
         {"project": p, "progress": selectors_ui.label_progress(project=p, annotator=request.user)}
@@ -153,7 +169,7 @@ def label_projects(request):
 
 
 @require_GET
-@require_roles(*LABEL_ROLES)
+@rule("label")
 def label_page(request, slug: str):
     project = _labeling_project(request, slug)
     labels = list(project.schema.classes.all())
@@ -188,7 +204,7 @@ def label_page(request, slug: str):
 
 
 @require_GET
-@require_roles(*LABEL_ROLES)
+@rule("label")
 def label_progress(request, slug: str):
     project = _labeling_project(request, slug)
     progress = selectors_ui.label_progress(project=project, annotator=request.user)
@@ -196,17 +212,17 @@ def label_progress(request, slug: str):
 
 
 @require_POST
-@require_roles(*LABEL_ROLES)
+@rule("label")
 @json_endpoint
 def label_claim(request, slug: str):
     """Lease the next item, skipping `exclude` (the items the page already holds or is still
     submitting): this is how the page holds a second lease for the prefetched item."""
     project = _labeling_project(request, slug)
-    exclude = _json_body(request).get("exclude") or []
-    if not isinstance(exclude, list) or not all(isinstance(i, int) for i in exclude):
-        raise BadRequest("`exclude` must be a list of item ids.")
+    exclude = _item_ids(
+        _json_body(request).get("exclude") or [], name="exclude", at_most=MAX_EXCLUDE
+    )
     assignment = services.claim_next_item(
-        project=project, annotator=request.user, exclude_item_ids=exclude[-MAX_EXCLUDE:]
+        project=project, annotator=request.user, exclude_item_ids=exclude
     )
     if assignment is None:
         return JsonResponse({"item": None})
@@ -214,28 +230,26 @@ def label_claim(request, slug: str):
 
 
 @require_POST
-@require_roles(*LABEL_ROLES)
+@rule("label")
 @json_endpoint
 def label_submit(request, slug: str, item_id: int):
     project = _labeling_project(request, slug)
     item = _project_item(project, item_id)
     data = _json_body(request)
-    key = data.get("idempotency_key")
-    label = data.get("label")
-    duration = data.get("duration_ms")
-    if not isinstance(key, str) or not key or len(key) > 100:
-        raise BadRequest("`idempotency_key` (1–100 characters) is required.")
-    if not isinstance(label, str) or not label:
-        raise BadRequest("`label` is required.")
-    if duration is not None and (not isinstance(duration, int) or duration < 0):
-        raise BadRequest("`duration_ms` must be a non-negative integer.")
+    # The API's own validation (same limits, same messages): one owner per rule.
+    from .api import SubmitSerializer
+
+    form = SubmitSerializer(data=data)
+    if not form.is_valid():
+        raise BadRequest("; ".join(f"{k}: {' '.join(map(str, v))}" for k, v in form.errors.items()))
+    data = form.validated_data
     annotation, created = services.submit_annotation(
         item_id=item.pk,
         annotator=request.user,
-        label=label,
-        idempotency_key=key,
-        duration_ms=duration,
-        note=str(data.get("note") or "")[:2000],
+        label=data["label"],
+        idempotency_key=data["idempotency_key"],
+        duration_ms=data.get("duration_ms"),
+        note=data.get("note") or "",
     )
     return JsonResponse(
         {"annotation_id": annotation.pk, "item_id": item.pk, "created": created},
@@ -244,7 +258,7 @@ def label_submit(request, slug: str, item_id: int):
 
 
 @require_POST
-@require_roles(*LABEL_ROLES)
+@rule("label")
 @json_endpoint
 def label_skip(request, slug: str, item_id: int):
     project = _labeling_project(request, slug)
@@ -254,14 +268,12 @@ def label_skip(request, slug: str, item_id: int):
 
 
 @require_POST
-@require_roles(*LABEL_ROLES)
+@rule("label")
 @json_endpoint
 def label_heartbeat(request, slug: str):
     """Renew every lease the page holds in one request; report the ones that are gone."""
     project = _labeling_project(request, slug)
-    ids = _json_body(request).get("item_ids") or []
-    if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids) or len(ids) > 10:
-        raise BadRequest("`item_ids` must be a list of at most 10 item ids.")
+    ids = _item_ids(_json_body(request).get("item_ids") or [], name="item_ids", at_most=10)
     renewed, lost = [], []
     for item_id in ids:
         if not Item.objects.filter(pk=item_id, project=project).exists():
@@ -277,7 +289,7 @@ def label_heartbeat(request, slug: str):
 
 
 @require_POST
-@require_roles(*LABEL_ROLES)
+@rule("label")
 @json_endpoint
 def label_undo(request, slug: str):
     """Undo the annotator's last label in this project; the item comes back with a fresh lease."""
@@ -328,21 +340,24 @@ def _optional_template(name: str):
 
 
 @require_GET
-@require_roles(*REVIEW_ROLES)
+@rule("reviewer")
 def qa_projects(request):
     return render(request, "annotation/qa_projects.html", {"projects": selectors_ui.qa_projects()})
 
 
 @require_GET
-@require_roles(*REVIEW_ROLES)
+@rule("reviewer")
 def qa_project(request, slug: str):
-    project = get_object_or_404(Project, slug=slug)
+    project = _review_project(request, slug)
     item = None
     if request.GET.get("item"):
         try:
-            item = _project_item(project, int(request.GET["item"]))
+            item_id = int(request.GET["item"])
         except ValueError:
             raise Http404("Bad item id.")
+        if not 0 < item_id <= limits.MAX_ID:
+            raise Http404("Bad item id.")
+        item = _project_item(project, item_id)
     queue = selectors_ui.qa_queue(project=project, after=_cursor(request.GET.get("after")))
     if item is None and queue.items:
         item = queue.items[0]
@@ -355,13 +370,13 @@ def _cursor(value) -> int:
         after = int(value or 0)
     except (TypeError, ValueError):
         return 0
-    return after if 0 <= after < 2**63 else 0
+    return after if 0 <= after <= limits.MAX_ID else 0
 
 
 @require_GET
-@require_roles(*REVIEW_ROLES)
+@rule("reviewer")
 def qa_item(request, slug: str, item_id: int):
-    project = get_object_or_404(Project, slug=slug)
+    project = _review_project(request, slug)
     item = _project_item(project, item_id)
     context = _qa_context(project, item)
     if request.htmx:
@@ -370,11 +385,11 @@ def qa_item(request, slug: str, item_id: int):
 
 
 @require_POST
-@require_roles(*REVIEW_ROLES)
+@rule("review")
 def qa_review(request, slug: str, item_id: int):
     """Accept / reject (with a reason; the item goes back to the queue) / relabel, then show the
     next item of the queue."""
-    project = get_object_or_404(Project, slug=slug)
+    project = _review_project(request, slug, write=True)
     item = _project_item(project, item_id)
     action = request.POST.get("action", "")
     reason = request.POST.get("reason", "").strip()

@@ -4,15 +4,13 @@ All numbers come from a handful of aggregate queries (annotation.agreement)."""
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, render
 
 from annotation import agreement
 from annotation.models import Item, Project
 from core import charts
-from core.roles import ML_ENGINEER, QA, has_role
+from core.policy import rule
 
 CELL = 46  # confusion heatmap cell size (viewBox units; the SVG scales to the card)
 
@@ -55,10 +53,8 @@ def _heatmap(confusion: dict):
     )
 
 
-@login_required
+@rule("reviewer", message="The dashboard is for QA and ML engineers.")
 def project_dashboard(request, slug):
-    if not has_role(request.user, QA, ML_ENGINEER):
-        raise PermissionDenied("The dashboard is for QA and ML engineers.")
     project = get_object_or_404(Project.objects.select_related("schema"), slug=slug)
     dist = agreement.label_distribution(project=project)
     confusion = agreement.confusion_with_consensus(project=project)

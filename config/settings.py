@@ -29,12 +29,17 @@ def env_list(name: str, default: str = "") -> list[str]:
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+INSECURE_DEV_KEY = "rfstudio-insecure-development-key-do-not-use-in-production"
+# RFSTUDIO_INSECURE_DEV_KEY=1 lets management commands (collectstatic, check) run without a key;
+# the system check core.E001 refuses it outside DEBUG, so runserver, gunicorn and
+# `check --deploy` all stop on it.
+RFSTUDIO_INSECURE_DEV_KEY = env_bool("RFSTUDIO_INSECURE_DEV_KEY", False)
 if not SECRET_KEY:
-    if not DEBUG and not env_bool("RFSTUDIO_INSECURE_DEV_KEY", False):
+    if not DEBUG and not RFSTUDIO_INSECURE_DEV_KEY:
         raise ImproperlyConfigured(
             "Set DJANGO_SECRET_KEY (or DJANGO_DEBUG=1 for local development)."
         )
-    SECRET_KEY = "rfstudio-insecure-development-key-do-not-use-in-production"
+    SECRET_KEY = INSECURE_DEV_KEY
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
@@ -50,6 +55,9 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "axes",
+    "core",
     "django_htmx",
     "template_partials",
     "django_tasks",
@@ -63,6 +71,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "core.api.RequestSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -71,6 +80,15 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "core.api.ApiProblemMiddleware",
+    # Last, as django-axes asks: it answers locked-out logins.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    # First: refuses logins for a locked-out username/IP before the password is checked.
+    "core.auth.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -221,9 +239,49 @@ SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DJANGO_BEHIND_TLS_PROXY", False) else None
 )
 X_FRAME_OPTIONS = "DENY"
-DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024
-FILE_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024
-DATA_UPLOAD_MAX_NUMBER_FILES = 10_000
+
+
+# --- Limits (README "Limits"): each from the environment ------------------------------------------
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, not {raw!r}")
+    if value < 0:
+        raise ImproperlyConfigured(f"{name} must not be negative")
+    return value
+
+
+MB = 1024 * 1024
+# Request bodies other than file parts (JSON, form fields): 413 above this.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("RFSTUDIO_MAX_BODY_BYTES", 20 * MB)
+# File parts above this are spooled to disk instead of memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("RFSTUDIO_FILE_UPLOAD_MEMORY_BYTES", 20 * MB)
+DATA_UPLOAD_MAX_NUMBER_FILES = env_int("RFSTUDIO_MAX_UPLOAD_FILES", 10_000)
+DATA_UPLOAD_MAX_NUMBER_FIELDS = env_int("RFSTUDIO_MAX_FORM_FIELDS", 10_000)
+# Whole request (all files together): core.api.RequestSizeLimitMiddleware answers 413.
+RFSTUDIO_MAX_UPLOAD_BYTES = env_int("RFSTUDIO_MAX_UPLOAD_BYTES", 2048 * MB)
+RFSTUDIO_MAX_PROMPT_LENGTH = env_int("RFSTUDIO_MAX_PROMPT_LENGTH", 4000)
+RFSTUDIO_MAX_TITLE_LENGTH = env_int("RFSTUDIO_MAX_TITLE_LENGTH", 500)
+RFSTUDIO_MAX_NOTE_LENGTH = env_int("RFSTUDIO_MAX_NOTE_LENGTH", 2000)
+RFSTUDIO_MAX_REASON_LENGTH = env_int("RFSTUDIO_MAX_REASON_LENGTH", 2000)
+RFSTUDIO_MAX_PAGE_SIZE = env_int("RFSTUDIO_MAX_PAGE_SIZE", 500)
+RFSTUDIO_MAX_OVERLAP = env_int("RFSTUDIO_MAX_OVERLAP", 100)
+# Login lockout (django-axes): after AXES_FAILURE_LIMIT failures for one username from one IP,
+# that pair is locked for RFSTUDIO_LOCKOUT_MINUTES (the form shows the lockout page, 429).
+AXES_ENABLED = env_bool("RFSTUDIO_LOCKOUT", True)
+AXES_FAILURE_LIMIT = env_int("RFSTUDIO_LOCKOUT_FAILURES", 10)
+AXES_COOLOFF_TIME = env_int("RFSTUDIO_LOCKOUT_MINUTES", 15) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+AXES_IPWARE_PROXY_COUNT = env_int("RFSTUDIO_PROXY_COUNT", 0) or None
+# Throttles (DRF, per user id or per anonymous IP), rates like "120/min"; empty disables.
+RFSTUDIO_THROTTLE_USER = os.environ.get("RFSTUDIO_THROTTLE_USER", "6000/min")
+RFSTUDIO_THROTTLE_ANON = os.environ.get("RFSTUDIO_THROTTLE_ANON", "60/min")
 
 # --- Tasks (Django Tasks API; django-tasks backport until Django 6) -----------------------------
 # RFSTUDIO_TASKS_BACKEND: "db" (default, django-tasks-db), "rq" (Redis via django-tasks-rq, set
@@ -257,20 +315,37 @@ else:
 # --- REST framework ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
-        # DRF's TokenAuthentication that also loads the user's roles in the same query.
+        # DRF's TokenAuthentication that also loads the user's roles in the same query. First, so
+        # anonymous calls get 401 with WWW-Authenticate everywhere (Session first answers 403).
         "annotation.authentication.RoleAwareTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # core.policy: every API view declares `policy_rule`; one without answers 403.
+    "DEFAULT_PERMISSION_CLASSES": ["core.policy.Policy"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "core.api.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "core.api.exception_handler",
+    # Rates: RFSTUDIO_THROTTLE_USER / RFSTUDIO_THROTTLE_ANON (read per request).
+    "DEFAULT_THROTTLE_CLASSES": ["core.throttling.AnonThrottle", "core.throttling.UserThrottle"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "RFStudio API",
     "DESCRIPTION": "Annotation, feedback models and jobs for reliable ad image generation.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from our static files (drf-spectacular-sidecar), never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # <id:...> (core.converters): a non-negative integer no larger than a 64-bit id.
+    "PATH_CONVERTER_OVERRIDES": {
+        "id": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1, "format": "int64"}
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "core.api.postprocess_problem_responses",
+    ],
     # Several models have a `status` field; name each choice set instead of hashing names.
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "jobs.models.JobStatus",

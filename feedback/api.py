@@ -6,32 +6,20 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import permissions, serializers, status
+from rest_framework import exceptions as drf_exceptions
+from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core import limits
 from core.api import DetailSerializer, UploadField
-from core.roles import ML_ENGINEER, QA, has_role
+from core.policy import Policy
 from generation.models import Creative
 
 from . import selectors, services
 from .inference import Upload, parse_placement, score_uploads
 from .models import CreativeScore, Evaluation, FeedbackModel
-
-
-class CanReadScores(permissions.BasePermission):
-    message = "Only QA and ML engineers may see RFNet models and scores."
-
-    def has_permission(self, request, view) -> bool:
-        return has_role(request.user, QA, ML_ENGINEER)
-
-
-class IsMLEngineer(permissions.BasePermission):
-    message = "Only ML engineers may do this."
-
-    def has_permission(self, request, view) -> bool:
-        return has_role(request.user, ML_ENGINEER)
 
 
 class ScoreSerializer(serializers.ModelSerializer):
@@ -62,7 +50,7 @@ class EvaluationSerializer(serializers.ModelSerializer):
 class FeedbackModelSerializer(serializers.ModelSerializer):
     schema = serializers.CharField(source="schema.slug")
     dataset = serializers.CharField(source="dataset_version.name", default=None)
-    job = serializers.IntegerField(source="job_id", default=None)
+    job = serializers.IntegerField(source="job_id", default=None, allow_null=True)
     accuracy = serializers.SerializerMethodField()
     macro_f1 = serializers.SerializerMethodField()
 
@@ -145,7 +133,8 @@ _DENIED = {403: DetailSerializer}
 
 
 class CreativeScoresView(APIView):
-    permission_classes = [permissions.IsAuthenticated, CanReadScores]
+    permission_classes = [Policy]
+    policy_rule = "reviewer"  # QA and ML engineers; annotators label blind to RFNet
 
     @extend_schema(
         summary="RFNet scores of one creative.",
@@ -160,7 +149,8 @@ class CreativeScoresView(APIView):
 
 
 class ModelListView(APIView):
-    permission_classes = [permissions.IsAuthenticated, CanReadScores]
+    permission_classes = [Policy]
+    policy_rule = "reviewer"  # QA and ML engineers; annotators label blind to RFNet
 
     @extend_schema(
         operation_id="feedback_models_list",
@@ -175,12 +165,17 @@ class ModelListView(APIView):
         models = selectors.model_list()
         status_filter = request.query_params.get("status")
         if status_filter:
+            if status_filter not in FeedbackModel.Status.values:
+                raise drf_exceptions.ValidationError(
+                    {"status": [f"One of {', '.join(FeedbackModel.Status.values)}."]}
+                )
             models = models.filter(status=status_filter)
         return Response({"results": FeedbackModelSerializer(models, many=True).data})
 
 
 class ModelDetailView(APIView):
-    permission_classes = [permissions.IsAuthenticated, CanReadScores]
+    permission_classes = [Policy]
+    policy_rule = "reviewer"  # QA and ML engineers; annotators label blind to RFNet
 
     @extend_schema(
         operation_id="feedback_models_retrieve",
@@ -194,7 +189,8 @@ class ModelDetailView(APIView):
 class ModelActionView(APIView):
     """POST /api/feedback/models/{name}/promote/ or .../retire/."""
 
-    permission_classes = [permissions.IsAuthenticated, IsMLEngineer]
+    permission_classes = [Policy]
+    policy_rule = "ml_engineer"
     action = "promote"
 
     @extend_schema(
@@ -223,7 +219,8 @@ class ScoreUploadsView(APIView):
     the same order: `image` (the creative), `product` (the RGBA cut-out), optional `caption`;
     optional `model` (a name, `active` (default) or `latest`). Nothing is stored."""
 
-    permission_classes = [permissions.IsAuthenticated, IsMLEngineer]
+    permission_classes = [Policy]
+    policy_rule = "ml_engineer"
     parser_classes = [MultiPartParser, FormParser]
 
     @extend_schema(
@@ -243,6 +240,12 @@ class ScoreUploadsView(APIView):
         images = request.FILES.getlist("image")
         products = request.FILES.getlist("product")
         captions = request.data.getlist("caption") if hasattr(request.data, "getlist") else []
+        longest = limits.max_prompt_length()
+        if any(len(c) > longest for c in captions):
+            return Response(
+                {"detail": f"caption: at most {longest} characters."},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
         if len(images) != len(products):
             return Response(
                 {

@@ -4,7 +4,7 @@ from . import api, rfft_api
 
 urlpatterns = [
     path(
-        "creatives/<int:pk>/scores/",
+        "creatives/<id:pk>/scores/",
         api.CreativeScoresView.as_view(),
         name="api-creative-scores",
     ),

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import functools
-
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from annotation.models import Project
 from core import charts
-from core.roles import ML_ENGINEER, QA, has_role
+from core.policy import is_ml_engineer, rule
 
 from . import selectors, services
 from .models import FeedbackModel
 
 DISAGREEMENTS_PER_PAGE = 50
+_PAGES = "RFNet pages are for QA and ML engineers."
+_MANAGE = "Only ML engineers may promote or retire models."
 
 
 def _confusion(matrix, labels):
@@ -41,36 +40,22 @@ def _curves(title: str, series: dict):
     )
 
 
-def role_required(*roles):
-    def decorator(view):
-        @functools.wraps(view)
-        @login_required
-        def wrapped(request, *args, **kwargs):
-            if not has_role(request.user, *roles):
-                raise PermissionDenied("RFNet pages are for QA and ML engineers.")
-            return view(request, *args, **kwargs)
-
-        return wrapped
-
-    return decorator
-
-
 def _per_class_rows(metrics: dict, class_names) -> list[dict]:
     per_class = metrics.get("per_class") or {}
     return [{"slug": slug, **(per_class.get(slug) or {})} for slug in class_names]
 
 
-@role_required(QA, ML_ENGINEER)
+@rule("reviewer", message=_PAGES)
 def model_list(request):
     models = list(selectors.model_list())
     return render(
         request,
         "feedback/model_list.html",
-        {"models": models, "can_manage": has_role(request.user, ML_ENGINEER)},
+        {"models": models, "can_manage": is_ml_engineer(request.user)},
     )
 
 
-@role_required(QA, ML_ENGINEER)
+@rule("reviewer", message=_PAGES)
 def model_detail(request, name: str):
     model = get_object_or_404(selectors.model_list(), name=name)
     metrics = model.metrics or {}
@@ -90,13 +75,13 @@ def model_detail(request, name: str):
         "curves_svg": _curves("Validation metrics", others),
         "evaluations": selectors.evaluations_for(model=model),
         "others": FeedbackModel.objects.exclude(pk=model.pk).values_list("name", flat=True),
-        "can_manage": has_role(request.user, ML_ENGINEER),
+        "can_manage": is_ml_engineer(request.user),
     }
     return render(request, "feedback/model_detail.html", context)
 
 
 @require_POST
-@role_required(ML_ENGINEER)
+@rule("ml_engineer", message=_MANAGE)
 def model_action(request, name: str, action: str):
     model = get_object_or_404(FeedbackModel, name=name)
     try:
@@ -133,7 +118,7 @@ def _comparison_metrics(a: FeedbackModel, b: FeedbackModel) -> tuple[str | None,
     return f"{key[0]} ({key[1]})", evals_a[key], evals_b[key]
 
 
-@role_required(QA, ML_ENGINEER)
+@rule("reviewer", message=_PAGES)
 def compare(request):
     names = list(FeedbackModel.objects.values_list("name", flat=True))
     a_name, b_name = request.GET.get("a", ""), request.GET.get("b", "")
@@ -165,7 +150,7 @@ def compare(request):
     return render(request, "feedback/compare.html", context)
 
 
-@role_required(QA, ML_ENGINEER)
+@rule("reviewer", message=_PAGES)
 def disagreements(request):
     projects = Project.objects.filter(archived=False)
     slug = request.GET.get("project", "")

@@ -3,14 +3,14 @@ POST /api/jobs/{id}/cancel/, POST /api/jobs/{id}/retry/. Reads: staff, ML engine
 writes: ML engineers."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from . import selectors, services
-from .models import Job, JobArtifact
-from .permissions import JobsApiPermission
+from .models import Job, JobArtifact, JobStatus
 
 
 class JobArtifactSerializer(serializers.ModelSerializer):
@@ -56,22 +56,60 @@ class JobDetailSerializer(JobSerializer):
 
 
 class LaunchSerializer(serializers.Serializer):
-    kind = serializers.CharField()
+    kind = serializers.CharField(max_length=100)
     params = serializers.DictField(required=False, default=dict)
     idempotency_key = serializers.CharField(required=False, allow_blank=True, max_length=200)
     inputs = serializers.DictField(required=False, default=dict)
 
 
+_JOB_ID = OpenApiParameter(
+    "id", int, OpenApiParameter.PATH, description="Job id (at most 18 digits)."
+)
+
+
+@extend_schema_view(
+    retrieve=extend_schema(parameters=[_JOB_ID]),
+    cancel=extend_schema(parameters=[_JOB_ID], request=None, responses={200: JobSerializer}),
+    retry=extend_schema(
+        parameters=[_JOB_ID], request=None, responses={200: JobSerializer, 409: None}
+    ),
+    create=extend_schema(request=LaunchSerializer, responses={201: JobSerializer}),
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("status", str, enum=JobStatus.values, description="Only this status."),
+            OpenApiParameter("kind", str, description="Only this job kind."),
+            OpenApiParameter("queue", str, description="Only this queue."),
+        ]
+    ),
+)
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    permission_classes = [JobsApiPermission]
+    # core.policy: reads for staff, ML engineers and QA; writes for ML engineers.
+    policy_rules = {
+        "list": "jobs_read",
+        "retrieve": "jobs_read",
+        "create": "jobs_manage",
+        "cancel": "jobs_manage",
+        "retry": "jobs_manage",
+    }
+    # Ids only, and never above 2**63 - 1 (larger numbers overflowed the database: 500).
+    lookup_value_regex = "[0-9]{1,18}"
 
     def get_queryset(self):
         qs = Job.objects.select_related("requested_by")
         if self.action == "retrieve":
             qs = qs.prefetch_related("artifacts")
+        if self.action != "list":
+            return qs
+        params = self.request.query_params
+        if params.get("status") and params["status"] not in JobStatus.values:
+            raise ValidationError(
+                {"status": [f"Unknown status; one of {', '.join(JobStatus.values)}."]}
+            )
         for field in ("status", "kind", "queue"):
-            value = self.request.query_params.get(field)
+            value = params.get(field)
             if value:
+                if len(value) > 100:
+                    raise ValidationError({field: ["At most 100 characters."]})
                 qs = qs.filter(**{field: value})
         return qs
 

@@ -1,31 +1,11 @@
-"""Who may do what with jobs. Web pages: staff and ML engineers. API reads: also QA (they read
-model outputs). Launch, cancel, retry: ML engineers (superusers have every role)."""
+"""Who may do what with jobs: core.policy decides (pages and API alike: reads for staff, ML
+engineers and QA; launch, cancel, retry for ML engineers). These names stay for callers."""
 
-from rest_framework.permissions import SAFE_METHODS, BasePermission
+from core.policy import can_manage_jobs, can_read_jobs  # noqa: F401 - re-exported
+from core.roles import ML_ENGINEER, QA, grant
 
-from core.roles import ML_ENGINEER, QA, grant, has_role
-
-
-def can_view_jobs(user) -> bool:
-    return bool(user and user.is_authenticated and (user.is_staff or has_role(user, ML_ENGINEER)))
-
-
-def can_read_jobs_api(user) -> bool:
-    return can_view_jobs(user) or has_role(user, QA)
-
-
-def can_manage_jobs(user) -> bool:
-    """Launch, cancel, retry."""
-    return has_role(user, ML_ENGINEER)
-
-
-class JobsApiPermission(BasePermission):
-    message = "Only ML engineers may launch, cancel or retry jobs."
-
-    def has_permission(self, request, view) -> bool:
-        if request.method in SAFE_METHODS:
-            return can_read_jobs_api(request.user)
-        return can_manage_jobs(request.user)
+can_view_jobs = can_read_jobs
+can_read_jobs_api = can_read_jobs
 
 
 def grant_job_permissions(**kwargs) -> None:

@@ -5,35 +5,28 @@ import json
 from datetime import timedelta
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from core.charts import metric_charts
+from core.policy import can_manage_jobs, rule
 
 from . import selectors, services
 from .models import Job, JobArtifact, JobStatus
-from .permissions import can_manage_jobs, can_view_jobs
+
+_READ = "Jobs are visible to staff, ML engineers and QA only."
+_MANAGE = "Only ML engineers may cancel or retry jobs."
 
 
-def _require_view(request) -> None:
-    if not can_view_jobs(request.user):
-        raise PermissionDenied("Jobs are visible to staff and ML engineers only.")
-
-
-def _require_manage(request) -> None:
-    if not can_manage_jobs(request.user):
-        raise PermissionDenied("Only ML engineers may cancel or retry jobs.")
-
-
-@login_required
+@rule("jobs_read", message=_READ)
 def job_list(request):
-    _require_view(request)
     status = request.GET.get("status") or None
-    kind = request.GET.get("kind") or None
+    if status not in (None, *JobStatus.values):
+        status = None  # an unknown filter shows everything rather than nothing
+    kind = (request.GET.get("kind") or "")[:100] or None
     context = {
         "jobs": selectors.job_list(status=status, kind=kind),
         "depths": selectors.queue_depths(),
@@ -95,9 +88,8 @@ def _detail_context(request, job: Job) -> dict:
     }
 
 
-@login_required
+@rule("jobs_read", message=_READ)
 def job_detail(request, job_id: int):
-    _require_view(request)
     job = get_object_or_404(Job.objects.select_related("requested_by", "input_type"), pk=job_id)
     context = _detail_context(request, job)
     if request.htmx:
@@ -105,18 +97,16 @@ def job_detail(request, job_id: int):
     return render(request, "jobs/job_detail.html", context)
 
 
-@login_required
+@rule("jobs_read", message=_READ)
 def job_status(request, job_id: int):
     """The polled partial (also usable without htmx)."""
-    _require_view(request)
     job = get_object_or_404(Job.objects.select_related("requested_by", "input_type"), pk=job_id)
     return render(request, "jobs/job_detail.html#status", _detail_context(request, job))
 
 
 @require_POST
-@login_required
+@rule("jobs_manage", message=_MANAGE)
 def job_cancel(request, job_id: int):
-    _require_manage(request)
     get_object_or_404(Job, pk=job_id)
     job = services.cancel_job(job_id=job_id, by=request.user)
     messages.info(request, f"Job #{job.pk}: cancel {'done' if job.is_finished else 'requested'}.")
@@ -124,9 +114,8 @@ def job_cancel(request, job_id: int):
 
 
 @require_POST
-@login_required
+@rule("jobs_manage", message=_MANAGE)
 def job_retry(request, job_id: int):
-    _require_manage(request)
     get_object_or_404(Job, pk=job_id)
     try:
         job = services.retry_job(job_id=job_id, by=request.user)
@@ -136,9 +125,8 @@ def job_retry(request, job_id: int):
     return redirect(f"/jobs/{job_id}/")
 
 
-@login_required
+@rule("jobs_read", message=_READ)
 def artifact_download(request, job_id: int, artifact_id: int):
-    _require_view(request)
     art = get_object_or_404(JobArtifact, pk=artifact_id, job_id=job_id)
     try:
         fh = art.file.open("rb")

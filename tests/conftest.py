@@ -21,3 +21,11 @@ def _media_root(settings, tmp_path):
     settings.RFSTUDIO_MODELS_DIR = tmp_path / "models"
     settings.RFSTUDIO_CACHE_DIR = tmp_path / "cache"
     settings.JOBS_WORK_DIR = str(tmp_path / "jobs")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Throttle counters (DRF keeps them in the cache) never leak from one test to the next."""
+    from django.core.cache import cache
+
+    cache.clear()

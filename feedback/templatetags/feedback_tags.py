@@ -6,7 +6,7 @@ the verdict without annotation code importing feedback. Annotators never see it 
 
 from django import template
 
-from core.roles import ML_ENGINEER, QA, has_role
+from core.policy import can_review
 
 from ..selectors import verdict_for_item
 
@@ -17,6 +17,6 @@ register = template.Library()
 def rfnet_verdict(context, item):
     request = context.get("request")
     user = getattr(request, "user", None) or context.get("user")
-    if item is None or not has_role(user, QA, ML_ENGINEER):
+    if item is None or not can_review(user):
         return {"verdict": None}
     return {"verdict": verdict_for_item(item)}

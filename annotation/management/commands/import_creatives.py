@@ -4,7 +4,12 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation import jobs as annotation_jobs
-from annotation.importing import DEFAULT_LABEL_SOURCE, ManifestError, import_manifest_file
+from annotation.importing import (
+    DEFAULT_LABEL_SOURCE,
+    ManifestError,
+    check_project_options,
+    import_manifest_file,
+)
 from jobs.management.base import _format
 
 
@@ -53,8 +58,10 @@ class Command(BaseCommand):
         workers,
         **options,
     ):
-        if overlap < 1:
-            raise CommandError("--overlap must be at least 1")
+        try:  # named before anything is read or queued (core.limits bounds)
+            check_project_options(project_slug=project, overlap=overlap)
+        except ValueError as exc:
+            raise CommandError(str(exc))
         if options.get("enqueue"):
             params = {
                 "project": project,
