@@ -33,7 +33,7 @@ urlpatterns = [
         name="api-generator-evals",
     ),
     path(
-        "feedback/generator-evaluations/<int:pk>/",
+        "feedback/generator-evaluations/<id:pk>/",
         rfft_api.EvaluationDetailView.as_view(),
         name="api-generator-eval",
     ),

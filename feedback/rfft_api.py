@@ -12,10 +12,10 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.policy import Policy
 from jobs import services as job_services
 
 from . import rfft_selectors
-from .api import CanReadScores, IsMLEngineer
 from .rfft import RFFT
 from .rfft_models import GeneratorEvaluation
 
@@ -41,7 +41,8 @@ class GeneratorEvaluationSerializer(serializers.ModelSerializer):
 
 
 class EvaluationListView(APIView):
-    permission_classes = [CanReadScores]
+    permission_classes = [Policy]
+    policy_rule = "reviewer"  # QA and ML engineers
 
     @extend_schema(responses=GeneratorEvaluationSerializer(many=True))
     def get(self, request):
@@ -50,7 +51,8 @@ class EvaluationListView(APIView):
 
 
 class EvaluationDetailView(APIView):
-    permission_classes = [CanReadScores]
+    permission_classes = [Policy]
+    policy_rule = "reviewer"
 
     @extend_schema(responses=GeneratorEvaluationSerializer)
     def get(self, request, pk: int):
@@ -66,7 +68,8 @@ class FinetuneLaunchSerializer(serializers.Serializer):
 
 
 class FinetuneLaunchView(APIView):
-    permission_classes = [IsMLEngineer]
+    permission_classes = [Policy]
+    policy_rule = "ml_engineer"
 
     @extend_schema(request=FinetuneLaunchSerializer, responses={201: dict, 400: dict})
     def post(self, request):

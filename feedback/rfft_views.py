@@ -9,14 +9,13 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
-from core.roles import ML_ENGINEER, QA
+from core.policy import rule
 
 from . import rfft_selectors, rfft_services
 from .rfft_models import ABPair, GeneratorEvaluation
-from .views import role_required
 
 
-@role_required(QA, ML_ENGINEER)
+@rule("reviewer", message="Generator evaluations are for QA and ML engineers.")
 def evaluation_list(request):
     return render(
         request,
@@ -25,7 +24,7 @@ def evaluation_list(request):
     )
 
 
-@role_required(QA, ML_ENGINEER)
+@rule("reviewer", message="Generator evaluations are for QA and ML engineers.")
 def evaluation_detail(request, pk: int):
     evaluation = get_object_or_404(GeneratorEvaluation, pk=pk)
     results = evaluation.results or {}
@@ -44,7 +43,7 @@ def evaluation_detail(request, pk: int):
     )
 
 
-@role_required(QA, ML_ENGINEER)
+@rule("reviewer", message="Generator evaluations are for QA and ML engineers.")
 @require_http_methods(["GET", "POST"])
 def ab_page(request, pk: int):
     evaluation = get_object_or_404(GeneratorEvaluation, pk=pk)

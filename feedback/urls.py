@@ -13,6 +13,6 @@ urlpatterns = [
     path("disagreements/", views.disagreements, name="disagreements"),
     # RFFT (issue 10): generator evaluations, side-by-side comparison, blind A/B for QA.
     path("generators/", rfft_views.evaluation_list, name="generator-evals"),
-    path("generators/<int:pk>/", rfft_views.evaluation_detail, name="generator-eval"),
-    path("generators/<int:pk>/ab/", rfft_views.ab_page, name="ab"),
+    path("generators/<id:pk>/", rfft_views.evaluation_detail, name="generator-eval"),
+    path("generators/<id:pk>/ab/", rfft_views.ab_page, name="ab"),
 ]

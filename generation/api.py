@@ -11,9 +11,9 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.policy import Policy
 from jobs import services as job_services
 from jobs.api import JobSerializer
-from jobs.permissions import JobsApiPermission
 
 from .models import DiffusionModel
 
@@ -37,7 +37,8 @@ class GenerationLaunchSerializer(serializers.Serializer):
 
 
 class DiffusionModelList(APIView):
-    permission_classes = [JobsApiPermission]
+    permission_classes = [Policy]
+    policy_rule = "jobs_read"  # staff, ML engineers and QA (as the job pages)
     serializer_class = DiffusionModelSerializer
 
     @extend_schema(responses=DiffusionModelSerializer(many=True))
@@ -47,7 +48,8 @@ class DiffusionModelList(APIView):
 
 
 class GenerationJobs(APIView):
-    permission_classes = [JobsApiPermission]
+    permission_classes = [Policy]
+    policy_rule = "jobs_manage"  # launching jobs: ML engineers
     serializer_class = GenerationLaunchSerializer
 
     def post(self, request):

@@ -4,35 +4,20 @@ For ML engineers, QA and staff (annotators label blind: they never see verdicts 
 
 from __future__ import annotations
 
-import functools
-
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, render
 from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_GET
 
-from core.roles import ML_ENGINEER, QA, has_role
+from core.policy import rule
 from jobs.models import Job
 
 from . import page_data
 from .models import Creative, Product
 
 
-def staff_or_roles(view):
-    @functools.wraps(view)
-    @login_required
-    def wrapped(request, *args, **kwargs):
-        if not (request.user.is_staff or has_role(request.user, ML_ENGINEER, QA)):
-            raise PermissionDenied("Generation pages are for ML engineers and QA.")
-        return view(request, *args, **kwargs)
-
-    return wrapped
-
-
 @require_GET
-@staff_or_roles
+@rule("reviewer", message="Generation pages are for ML engineers and QA.")
 def run_page(request, job_id: int):
     job = get_object_or_404(Job, pk=job_id)
     kept = request.GET.get("kept", "")
@@ -43,14 +28,14 @@ def run_page(request, job_id: int):
 
 
 @require_GET
-@staff_or_roles
+@rule("reviewer", message="Generation pages are for ML engineers and QA.")
 def product_page(request, sku: str):
     product = get_object_or_404(Product, sku=sku)
     return render(request, "generation/product.html", page_data.product_context(product=product))
 
 
 @require_GET
-@staff_or_roles
+@rule("reviewer", message="Generation pages are for ML engineers and QA.")
 def creative_page(request, pk: int):
     creative = get_object_or_404(Creative.objects.select_related("product"), pk=pk)
     return render(
@@ -59,7 +44,7 @@ def creative_page(request, pk: int):
 
 
 @require_GET
-@staff_or_roles
+@rule("reviewer", message="Generation pages are for ML engineers and QA.")
 def creative_image(request, pk: int):
     creative = get_object_or_404(Creative, pk=pk)
     field = creative.thumbnail if request.GET.get("thumb") and creative.thumbnail else None

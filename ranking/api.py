@@ -4,11 +4,10 @@ segment (QA and ML engineers)."""
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import permissions
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.roles import ML_ENGINEER, QA, has_role
+from core.policy import Policy
 from generation.models import Creative, Product
 
 from .models import RankingModel, Segment
@@ -16,15 +15,9 @@ from .rfnet import rfnet_p_available
 from .selectors import ModelNotFound, resolve_model
 
 
-class CanPreview(permissions.BasePermission):
-    message = "Only QA and ML engineers may preview rankings."
-
-    def has_permission(self, request, view) -> bool:
-        return has_role(request.user, QA, ML_ENGINEER)
-
-
 class PreviewView(APIView):
-    permission_classes = [permissions.IsAuthenticated, CanPreview]
+    permission_classes = [Policy]
+    policy_rule = "reviewer"  # QA and ML engineers; annotators label blind
 
     @extend_schema(
         parameters=[

@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import functools
-
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from core.roles import ML_ENGINEER, QA, has_role
+from core.policy import rule
 from generation.models import Product
 
 from . import selectors
-
-
-def role_required(*roles):
-    def decorator(view):
-        @functools.wraps(view)
-        @login_required
-        def wrapped(request, *args, **kwargs):
-            if not has_role(request.user, *roles):
-                raise PermissionDenied("Ranking previews are for QA and ML engineers.")
-            return view(request, *args, **kwargs)
-
-        return wrapped
-
-    return decorator
 
 
 def _side(segment, model, category, usable_only):
@@ -41,7 +23,7 @@ def _side(segment, model, category, usable_only):
 
 
 @require_GET
-@role_required(QA, ML_ENGINEER)
+@rule("reviewer", message="Ranking previews are for QA and ML engineers.")
 def preview(request):
     segments = list(selectors.segments_for_preview())
     rankers = list(selectors.rankers())
