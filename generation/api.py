@@ -5,6 +5,7 @@ job kind's form, writes are jobs.services.enqueue_job."""
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -37,7 +38,9 @@ class GenerationLaunchSerializer(serializers.Serializer):
 
 class DiffusionModelList(APIView):
     permission_classes = [JobsApiPermission]
+    serializer_class = DiffusionModelSerializer
 
+    @extend_schema(responses=DiffusionModelSerializer(many=True))
     def get(self, request):
         rows = DiffusionModel.objects.select_related("parent").order_by("-created_at", "-id")
         return Response(DiffusionModelSerializer(rows[:500], many=True).data)
@@ -47,6 +50,7 @@ class GenerationJobs(APIView):
     permission_classes = [JobsApiPermission]
     serializer_class = GenerationLaunchSerializer
 
+    @extend_schema(request=GenerationLaunchSerializer, responses={201: JobSerializer})
     def post(self, request):
         data = GenerationLaunchSerializer(data=request.data)
         data.is_valid(raise_exception=True)
