@@ -52,6 +52,7 @@ class GenerationJobs(APIView):
     policy_rule = "jobs_manage"  # launching jobs: ML engineers
     serializer_class = GenerationLaunchSerializer
 
+    @extend_schema(request=GenerationLaunchSerializer, responses={201: JobSerializer})
     def post(self, request):
         data = GenerationLaunchSerializer(data=request.data)
         data.is_valid(raise_exception=True)
