@@ -11,16 +11,15 @@ from jobs.services import enqueue_job
 from tests.factories import make_project, make_user
 from tests.feedback.test_end_to_end import wait_for, worker  # noqa: F401  (real db_worker)
 from tests.generation._tiny import make_cutout_product, register_tiny
-from tests.ui.conftest import browser, login, new_page, shots_dir  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_generate_on_a_worker_then_label_in_the_browser(
-    worker,  # noqa: F811  (fixtures imported above)
+    worker,  # noqa: F811  (the fixture imported above)
     live_server,
-    new_page,  # noqa: F811
-    login,  # noqa: F811
+    new_page,
+    login,
     tmp_path,
 ):
     register_tiny(tmp_path, "tiny-e2e")

@@ -11,7 +11,6 @@ from jobs.models import Job
 from ranking.models import PreviewEntry, RankingModel
 from tests.factories import PASSWORD, make_user
 from tests.feedback.test_end_to_end import wait_for, worker  # noqa: F401  (fixture)
-from tests.ui.conftest import browser, login, new_page, shots_dir  # noqa: F401  (fixtures)
 
 from .conftest import catalogue, write_jsonl
 from .test_pipeline import preference_logs
@@ -20,11 +19,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(trans
 
 
 def test_logs_train_preview_in_browser(
-    worker,  # noqa: F811
+    worker,  # noqa: F811  (the fixture imported above)
     live_server,
-    new_page,  # noqa: F811
-    login,  # noqa: F811
-    shots_dir,  # noqa: F811
+    new_page,
+    login,
+    shots_dir,
     tmp_path,
 ):
     from jobs.services import enqueue_job
