@@ -90,7 +90,9 @@ def test_killed_rfft_worker_resumes_and_registers_lineage(
         lambda: job(pk).is_finished and job(pk), timeout=120, what="finish", on_fail=workers.logs
     )
     assert done.status == JobStatus.SUCCEEDED, (done.error, workers.logs())
-    assert 6 <= done.result["resumed_from_step"] <= killed_at
+    # The reported step is flushed on a throttle: it may lag the last checkpoint by a step or two.
+    resumed = done.result["resumed_from_step"]
+    assert 6 <= resumed <= killed_at + 3 and resumed % 3 == 0  # a checkpoint_every=3 boundary
     assert any("resuming from checkpoint" in line for line in done.log_lines)
     model = DiffusionModel.objects.get(job_id=pk)
     assert model.parent == tiny_base and model.reward_model == reward.name
