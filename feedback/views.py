@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -159,13 +158,32 @@ def disagreements(request):
     model = selectors.active_model(schema=project.schema) if project else None
     rows, page = [], None
     if model is not None:
-        # Paged in SQL (LIMIT/OFFSET over the ordered join, COUNT for the total); a bad or
-        # too-large ?page= shows the first/last page.
+        # Paged in SQL: LIMIT/OFFSET over the ordered join, one row more than the page to know
+        # whether there is a next one. No COUNT: it is a second pass over every scored item
+        # (half of the page's cost at 1M items, bench/RESULTS.md).
+        number = _page_number(request.GET.get("page"))
+        start = (number - 1) * DISAGREEMENTS_PER_PAGE
         queryset = selectors.disagreements_queryset(project=project, model=model)
-        page = Paginator(queryset, DISAGREEMENTS_PER_PAGE).get_page(request.GET.get("page"))
-        rows = selectors.disagreement_rows(page.object_list)
+        found = list(queryset[start : start + DISAGREEMENTS_PER_PAGE + 1])
+        rows = selectors.disagreement_rows(found[:DISAGREEMENTS_PER_PAGE])
+        page = {
+            "number": number,
+            "previous": number - 1 if number > 1 else None,
+            "next": number + 1 if len(found) > DISAGREEMENTS_PER_PAGE else None,
+            "first": start + 1,
+            "last": start + len(rows),
+        }
     return render(
         request,
         "feedback/disagreements.html",
         {"projects": projects, "project": project, "rows": rows, "model": model, "page": page},
     )
+
+
+def _page_number(value) -> int:
+    """?page=: a positive number (at most 100,000 pages deep); anything else is page 1."""
+    try:
+        number = int(value or 1)
+    except (TypeError, ValueError):
+        return 1
+    return number if 1 <= number <= 100_000 else 1

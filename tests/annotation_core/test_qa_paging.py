@@ -48,3 +48,15 @@ def test_reviewing_the_last_item_of_a_page_moves_to_the_next_page(client):
     assert response.status_code == 302 and response["Location"].endswith(f"?item={ids[50]}")
     response = client.post(f"/qa/qa-next/items/{ids[59]}/review/", {"action": "accept"})
     assert response["Location"].endswith(f"?item={ids[0]}")  # past the end: back to the start
+
+
+def test_pending_count_is_capped(client, monkeypatch):
+    from annotation import selectors_ui
+
+    monkeypatch.setattr(selectors_ui, "PENDING_COUNT_CAP", 100)
+    project = make_project(n_items=120, slug="qa-cap")
+    Item.objects.filter(project=project).update(
+        status="done", review_status="pending", review_reason="sample"
+    )
+    client.force_login(make_user("qa"))
+    assert "Review queue · 100+" in client.get("/qa/qa-cap/").content.decode()
