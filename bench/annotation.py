@@ -97,6 +97,9 @@ def setup_environment(args) -> dict:
         RFSTUDIO_VAR_DIR=str(var),
         DJANGO_LOG_LEVEL="WARNING",
     )
+    # A benchmark client is a script, not a person: the per-user API throttle (README "Limits")
+    # would turn its closed loop into 429s. Set RFSTUDIO_THROTTLE_USER to measure with one.
+    env.setdefault("RFSTUDIO_THROTTLE_USER", "")
     if args.db == "postgres":
         import psycopg
 
