@@ -163,7 +163,8 @@ def training_examples(creatives, *, use_tokens: bool = True):
 
 
 def _placement(params: dict):
-    box = params.get("placement") or params.get("box")
+    # Only the generator's input placement: a recorded post-defect box would encode the label.
+    box = params.get("placement")
     if isinstance(box, list | tuple) and len(box) == 4:
         try:
             return tuple(float(v) for v in box)
