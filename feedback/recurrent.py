@@ -90,7 +90,7 @@ def _groups(params: dict):
 def run_recurrent(ctx) -> dict:
     from feedback.ml.scoring import Scorer
     from generation import selectors as gen_selectors
-    from generation.generating import Generator, Request
+    from generation.generating import Generator, Request, style_kwargs
 
     from .samples import creative_sample
     from .selectors import resolve_model
@@ -104,6 +104,7 @@ def run_recurrent(ctx) -> dict:
         model, device=ctx.device, size=params.get("size") or 0, steps=params["steps"],
         guidance_scale=params["guidance"], batch_size=params["batch_size"],
         category_tokens=params.get("category_tokens", True) is not False,
+        **style_kwargs(params),
     )  # fmt: skip
     scorer = Scorer.from_pretrained(reward.checkpoint_path, device=ctx.device)
     scratch = Path(ctx.work_dir) / "scratch"

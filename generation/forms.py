@@ -1,7 +1,9 @@
 """Parameter forms of generation's job kinds (validated at enqueue, re-cleaned by the runner).
 
 Models are named by registry name ("latest" resolves to a concrete name at enqueue, so the job
-records what it used); products by SKU list, category or all; seeds as "0,1,2" or "0-9"."""
+records what it used); products by SKU list, category or all; seeds as "0,1,2" or "0-9"; a style
+reference by the storage name of a stored image (the admin form may upload one instead: it is
+stored, content addressed, once every other field is valid, and the job records its name)."""
 
 from __future__ import annotations
 
@@ -84,6 +86,22 @@ class GenerateForm(DefaultsForm):
     batch_size = forms.IntegerField(initial=4, min_value=1, max_value=256)
     category_tokens = forms.NullBooleanField(initial=True)
     project = forms.CharField(required=False, help_text="Annotation project to queue results in.")
+    style_reference = forms.CharField(
+        required=False,
+        max_length=500,
+        help_text="Stored image whose style to follow (IP-Adapter; the model must have one): "
+        "a name under style_references/ (POST /api/generation/style-references/), creatives/ "
+        "or products/.",
+    )
+    style_reference_upload = forms.ImageField(
+        required=False, help_text="Or upload the style reference image."
+    )
+    style_scale = forms.FloatField(
+        initial=0.5,
+        min_value=0.0,
+        max_value=2.0,
+        help_text="IP-Adapter scale: how strongly the reference's style weighs against the text.",
+    )
 
     def clean_model(self):
         return clean_model_name(self.cleaned_data.get("model"))
@@ -123,7 +141,45 @@ class GenerateForm(DefaultsForm):
         if not products.exists():
             raise ValidationError({"category": "No products match."})
         cleaned["skus"] = ",".join(skus)
+        self._clean_style_reference(cleaned)
         return cleaned
+
+    def _clean_style_reference(self, cleaned: dict) -> None:
+        """Check the model can follow a style, then (last, so a refused form writes nothing)
+        store an upload and keep only its storage name: job params are JSON."""
+        from generation import services
+
+        upload = cleaned.pop("style_reference_upload", None)
+        name = (cleaned.get("style_reference") or "").strip()
+        if self.data.get(self.add_prefix("style_reference_upload")) and upload is None:
+            raise ValidationError(
+                {
+                    "style_reference_upload": "Upload the file (multipart); through the API, store "
+                    "it with POST /api/generation/style-references/ and give its name as "
+                    "style_reference."
+                }  # fmt: skip
+            )
+        if upload is not None and name:
+            raise ValidationError(
+                {"style_reference": "Give a stored style reference or upload one, not both."}
+            )
+        if upload is None and not name:
+            cleaned["style_reference"] = ""
+            return
+        model = selectors.resolve_diffusion_model(cleaned["model"])
+        problem = selectors.style_reference_error(model)
+        if problem:
+            raise ValidationError({"style_reference": problem})
+        field = "style_reference_upload" if upload is not None else "style_reference"
+        try:
+            if upload is not None:
+                upload.seek(0)
+                ref, _ = services.store_style_reference(data=upload.read())
+            else:
+                ref = selectors.style_reference(name)
+        except ValidationError as exc:
+            raise ValidationError({field: exc.messages}) from None
+        cleaned["style_reference"] = ref.name
 
 
 class TrainDiffuserForm(DefaultsForm):

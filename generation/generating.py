@@ -3,6 +3,10 @@
 `Generator` loads a registry entry once, turns requests (product, template, seed, group,
 attempt) into pasted-back images in batches and stores each as a Creative + Generation with its
 full provenance. The `generate` job, recurrent generation (feedback.recurrent) and the demo use it.
+
+A style reference (a stored image's name, `style_kwargs(params)`) loads the model's IP-Adapter
+and conditions every image of the Generator on it; provenance records the image's storage name,
+the sha256 of its bytes and the scale. Without one the adapter is never loaded.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from pathlib import Path
 from django.core.files.storage import default_storage
 from PIL import Image
 
-from generation import services
+from generation import images, selectors, services
 from generation.ml.prompts import PromptTemplate, render
 from generation.models import DiffusionModel, Product
 
@@ -41,6 +45,15 @@ class Result:
     seconds: float  # this image's share of its batch's compute time
 
 
+def style_kwargs(params: dict) -> dict:
+    """The Generator's style-reference arguments from a generate-like job's params."""
+    scale = params.get("style_scale")
+    return {
+        "style_reference": params.get("style_reference") or "",
+        "style_scale": 0.5 if scale in (None, "") else float(scale),
+    }
+
+
 def product_image(product: Product) -> Image.Image:
     """The RGBA cut-out, read through the storage API (contract 4)."""
     with default_storage.open(product.image.name, "rb") as fh:
@@ -61,13 +74,30 @@ class Generator:
         batch_size: int = 4,
         category_tokens: bool = True,
         backend: str = "rfstudio",
+        style_reference: str = "",
+        style_scale: float = 0.5,
     ) -> None:
+        import io
+
         import torch
 
         from generation.ml.config import SampleConfig
         from generation.ml.pipeline import InpaintPipeline
 
         self.model = model
+        self.style_image: Image.Image | None = None
+        self.style: dict | None = None
+        style = {}
+        if style_reference:
+            problem = selectors.style_reference_error(model)
+            if problem:
+                raise ValueError(problem)
+            name, data = selectors.style_reference_bytes(style_reference)
+            self.style_image = Image.open(io.BytesIO(data)).convert("RGB")
+            self.style = {"image": name, "sha256": images.sha256_bytes(data),
+                          "scale": float(style_scale)}  # fmt: skip
+            style = {"ip_adapter": model.ip_adapter_full_path,
+                     "image_encoder": model.image_encoder_full_path}  # fmt: skip
         dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
         self.pipe = InpaintPipeline.from_pretrained(
             model.pipeline_path,
@@ -75,14 +105,16 @@ class Generator:
             lora=model.lora_full_path,
             device=device,
             dtype=dtype,
+            **style,
         )
         native = self.pipe.native_size
         if native and size and size != native:
             raise ValueError(f"{model.name} generates {native} px canvases, not {size} px")
         self.size = size or native or 512
         self.sample = SampleConfig(
-            size=self.size, steps=steps, guidance_scale=guidance_scale, batch_size=batch_size
-        )
+            size=self.size, steps=steps, guidance_scale=guidance_scale, batch_size=batch_size,
+            ip_adapter_scale=float(style_scale),
+        )  # fmt: skip
         self.category_tokens = category_tokens
         self.backend = backend
         self.device = str(device)
@@ -118,6 +150,7 @@ class Generator:
                     [r.seed for r in chunk],
                     cfg,
                     backend=self.backend,
+                    style_image=self.style_image,
                 )
                 share = (time.perf_counter() - t0) / len(chunk)
                 for r, (p, n, toks), out in zip(chunk, rendered, outs, strict=True):
@@ -144,7 +177,8 @@ class Generator:
             "scheduler": "ddim",
             "backend": self.backend,
             "device": self.device,
-            "style_reference": None,
+            # {image (storage name), sha256 (of its bytes), scale} or None.
+            "style_reference": dict(self.style) if self.style else None,
             "job": getattr(job, "pk", None),
             "group": r.group,
             "attempt": r.attempt,

@@ -75,7 +75,7 @@ def manifest_row(generation) -> dict:
 def run_generate(ctx) -> dict:
     from generation.models import Generation
 
-    from .generating import Generator
+    from .generating import Generator, style_kwargs
 
     params = ctx.params
     model = selectors.resolve_diffusion_model(params["model"])
@@ -94,6 +94,7 @@ def run_generate(ctx) -> dict:
         guidance_scale=params["guidance"],
         batch_size=params["batch_size"],
         category_tokens=params.get("category_tokens", True) is not False,
+        **style_kwargs(params),
     )
     scratch = Path(ctx.work_dir) / "scratch"
     seconds = 0.0
@@ -243,6 +244,8 @@ def _generate_lineage(params: dict):
     inputs = {"model": model.name, "model_checksum": model.checksum, "seeds": params["seeds"]}
     if params.get("project"):
         inputs["project"] = params["project"]
+    if params.get("style_reference"):
+        inputs["style_reference"] = params["style_reference"]
     return inputs, model
 
 

@@ -68,7 +68,7 @@ class Creative(models.Model):
 
 class DiffusionModel(models.Model):
     """A registered diffuser: a local diffusers folder (inpainting pipeline) + optional
-    ControlNet / LoRA / IP-Adapter image encoder, with checksum and lineage.
+    ControlNet / LoRA / IP-Adapter (weights file + image encoder), with checksum and lineage.
 
     Lineage cannot point at feedback's or annotation's rows (apps import one way:
     generation is the lowest), so the reward model and the training data are recorded by name
@@ -85,6 +85,11 @@ class DiffusionModel(models.Model):
     lora_path = models.CharField(max_length=1000, blank=True)
     image_encoder_path = models.CharField(
         max_length=1000, blank=True, help_text="IP-Adapter image encoder folder (style reference)."
+    )
+    ip_adapter_path = models.CharField(
+        max_length=1000,
+        blank=True,
+        help_text="IP-Adapter weights (safetensors, diffusers' image_proj.* / ip_adapter.* keys).",
     )
     checksum = models.CharField(max_length=64, help_text="sha256 over every file of the folders.")
     config = models.JSONField(default=dict, blank=True)  # native size, prediction type, sizes
@@ -107,6 +112,11 @@ class DiffusionModel(models.Model):
         constraints = [
             # A retried training job finds the entry it registered instead of adding another.
             models.UniqueConstraint(fields=["job"], name="diffusionmodel_one_per_job"),
+            # An IP-Adapter is only usable with the image encoder whose embeddings it projects.
+            models.CheckConstraint(
+                condition=Q(ip_adapter_path="") | ~Q(image_encoder_path=""),
+                name="diffusionmodel_ip_adapter_has_encoder",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -129,6 +139,15 @@ class DiffusionModel(models.Model):
     @property
     def image_encoder_full_path(self) -> str | None:
         return resolve_model_path(self.image_encoder_path)
+
+    @property
+    def ip_adapter_full_path(self) -> str | None:
+        return resolve_model_path(self.ip_adapter_path)
+
+    @property
+    def supports_style_reference(self) -> bool:
+        """An IP-Adapter and its image encoder are registered (both validated together)."""
+        return bool(self.ip_adapter_path and self.image_encoder_path)
 
 
 class Generation(models.Model):

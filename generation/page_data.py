@@ -76,5 +76,8 @@ def creative_context(*, creative) -> dict:
         "verdict": gen.score
         if gen is not None and gen.score is not None
         else verdicts.get(creative.pk),
-        "provenance": sorted(params.items()),
+        "provenance": sorted((k, v) for k, v in params.items() if k != "style_reference"),
+        "style_reference": style
+        if isinstance(style := params.get("style_reference"), dict)
+        else None,
     }

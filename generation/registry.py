@@ -43,15 +43,30 @@ def folder_checksum(*paths: str | os.PathLike | None) -> str:
     return outer.hexdigest()
 
 
-def validate_folders(*, path, controlnet_path=None, lora_path=None, image_encoder_path=None):
+def validate_folders(
+    *, path, controlnet_path=None, lora_path=None, image_encoder_path=None, ip_adapter_path=None
+):
     """Load everything offline (local_files_only=True); the config summary, or ValidationError
-    naming the part that failed."""
-    from generation.ml.pipeline import PipelineLoadError, load_components, num_parameters
+    naming the part that failed. An IP-Adapter is attached to the loaded UNet (diffusers'
+    loader) and fed one image through its encoder, so a file made for another UNet or encoder
+    is refused here, not in a job."""
+    from generation.ml.pipeline import (
+        InpaintPipeline,
+        PipelineLoadError,
+        load_components,
+        num_parameters,
+    )
 
     for what, value in (("controlnet", controlnet_path), ("lora", lora_path),
-                        ("image encoder", image_encoder_path)):  # fmt: skip
+                        ("image encoder", image_encoder_path),
+                        ("IP-Adapter", ip_adapter_path)):  # fmt: skip
         if value and not Path(value).exists():
             raise ValidationError(f"{what} path {value} does not exist.")
+    if bool(ip_adapter_path) != bool(image_encoder_path):
+        raise ValidationError(
+            "A style reference needs both the IP-Adapter weights (--ip-adapter) and its image "
+            "encoder folder (--image-encoder)."
+        )
     try:
         comps = load_components(path, controlnet=controlnet_path, lora=lora_path)
     except PipelineLoadError as exc:
@@ -60,13 +75,20 @@ def validate_folders(*, path, controlnet_path=None, lora_path=None, image_encode
         raise ValidationError(
             f"{path} has no controlnet/ folder: give the Canny ControlNet with --controlnet."
         )
-    if image_encoder_path:
-        from transformers import CLIPVisionModelWithProjection
-
+    style = None
+    if ip_adapter_path:
+        pipe = InpaintPipeline(comps)
         try:
-            CLIPVisionModelWithProjection.from_pretrained(image_encoder_path, local_files_only=True)
-        except Exception as exc:
-            raise ValidationError(f"image encoder {image_encoder_path}: {exc}") from exc
+            pipe.load_ip_adapter(ip_adapter_path, image_encoder_path)
+        except PipelineLoadError as exc:
+            raise ValidationError(f"Not a usable IP-Adapter ({ip_adapter_path}): {exc}") from exc
+        enc = pipe.style.image_encoder
+        style = {
+            "image_encoder": type(enc).__name__,
+            "image_size": int(enc.config.image_size),
+            "projection": type(pipe.c.unet.encoder_hid_proj.image_projection_layers[0]).__name__,
+            "parameters": num_parameters(enc) + num_parameters(pipe.c.unet.encoder_hid_proj),
+        }
     return {
         "native_size": comps.config.size if comps.config else None,
         "prediction_type": comps.scheduler.config.prediction_type,
@@ -78,6 +100,7 @@ def validate_folders(*, path, controlnet_path=None, lora_path=None, image_encode
             "text_encoder": num_parameters(comps.text_encoder),
         },
         "preset": comps.config.to_dict() if comps.config else None,
+        "style_adapter": style,
     }
 
 
@@ -97,6 +120,7 @@ def register_diffusion_model(
     controlnet_path: str | os.PathLike | None = None,
     lora_path: str | os.PathLike | None = None,
     image_encoder_path: str | os.PathLike | None = None,
+    ip_adapter_path: str | os.PathLike | None = None,
     parent: DiffusionModel | None = None,
     reward_model: str = "",
     job=None,
@@ -108,13 +132,17 @@ def register_diffusion_model(
     _check_name(name)
     if DiffusionModel.objects.filter(name=name).exists():
         raise ValidationError(f"A diffusion model named {name!r} already exists.")
-    paths = [str(p) if p else "" for p in (path, controlnet_path, lora_path, image_encoder_path)]
+    paths = [str(p) if p else "" for p in (path, controlnet_path, lora_path, image_encoder_path,
+                                            ip_adapter_path)]  # fmt: skip
     config = validate_folders(
         path=paths[0],
         controlnet_path=paths[1] or None,
         lora_path=paths[2] or None,
         image_encoder_path=paths[3] or None,
+        ip_adapter_path=paths[4] or None,
     )
+    # Every part that changes an output is in the checksum (an entry without a style adapter
+    # keeps the checksum it had before adapters were registrable).
     checksum = folder_checksum(*[p for p in paths if p])
     try:
         with transaction.atomic():
@@ -124,6 +152,7 @@ def register_diffusion_model(
                 controlnet_path=_stored(paths[1]),
                 lora_path=_stored(paths[2]),
                 image_encoder_path=_stored(paths[3]),
+                ip_adapter_path=_stored(paths[4]),
                 checksum=checksum,
                 config=config,
                 metrics=metrics or {},
@@ -230,6 +259,7 @@ def register_finetuned_model(
             controlnet_path=target,
             lora_path=base.lora_full_path,
             image_encoder_path=base.image_encoder_full_path,
+            ip_adapter_path=base.ip_adapter_full_path,
             parent=base,
             reward_model=reward_model_name,
             job=job,

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
 from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
 from django.db.models import QuerySet
 
 from generation.models import Creative, DiffusionModel, Generation, Product
+
+# Stored images a style reference may name: uploaded references and any creative or product
+# image (all content addressed, so a name always means the same bytes).
+STYLE_REFERENCE_SOURCES = ("style_references", "creatives", "products")
+
+
+@dataclass(frozen=True)
+class StyleReference:
+    name: str  # storage name
+    sha256: str  # of the stored bytes
+    width: int
+    height: int
 
 
 def resolve_diffusion_model(name: str) -> DiffusionModel:
@@ -81,3 +97,50 @@ def select_products(*, skus=(), category: str = "", all_products: bool = False):
         matched = qs.filter(category=category) | qs.filter(category__startswith=f"{category}/")
         return matched.order_by("sku")
     raise ValidationError("Choose products: SKUs, a category, or all.")
+
+
+def style_reference_error(model: DiffusionModel) -> str | None:
+    """Why `model` cannot take a style reference (None: it can). One wording for form and CLI."""
+    if model.supports_style_reference:
+        return None
+    return (
+        f"Diffusion model {model.name!r} has no IP-Adapter, so it cannot follow a style "
+        "reference: register one with --ip-adapter FILE --image-encoder DIR."
+    )
+
+
+def _style_name(name: str) -> str:
+    name = (name or "").strip()
+    parts = PurePosixPath(name).parts
+    if not name or name.startswith("/") or "\\" in name or ".." in parts:
+        raise ValidationError(f"Bad style reference name {name!r}.")
+    if parts[0] not in STYLE_REFERENCE_SOURCES:
+        raise ValidationError(
+            f"Style reference {name!r}: give a stored image under "
+            f"{', '.join(p + '/' for p in STYLE_REFERENCE_SOURCES)} (upload one with "
+            "POST /api/generation/style-references/)."
+        )
+    return name
+
+
+def style_reference_bytes(name: str) -> tuple[str, bytes]:
+    """(name, bytes) of a stored style reference, read through the storage API; ValidationError
+    for a name outside the allowed folders or a missing file."""
+    name = _style_name(name)
+    try:
+        with default_storage.open(name, "rb") as fh:
+            return name, fh.read()
+    except (FileNotFoundError, OSError):
+        raise ValidationError(f"No stored image {name!r}.") from None
+
+
+def style_reference(name: str) -> StyleReference:
+    """A stored style reference, fully decoded (ValidationError when it is not an image)."""
+    from generation import images
+
+    name, data = style_reference_bytes(name)
+    try:
+        info, _ = images.inspect_bytes(data)
+    except images.BadImage as exc:
+        raise ValidationError(f"Style reference {name!r} is not a usable image: {exc}.") from None
+    return StyleReference(name, info.sha256, info.width, info.height)

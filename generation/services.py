@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
@@ -15,6 +16,7 @@ from django.utils import timezone
 from core.bulk import allocate_ids, ids_by_key, insert_rows
 from generation import images
 from generation.models import Creative, Product
+from generation.selectors import StyleReference
 
 
 def store_content(*, prefix: str, sha256: str, extension: str, source_path=None, data=None) -> str:
@@ -258,6 +260,35 @@ def _creative_values(r: CreativeRow, product_ids: dict[str, int], now) -> tuple:
         r.external_id,
         now,
     )
+
+
+# -- style references -------------------------------------------------------------------------
+STYLE_REFERENCE_PREFIX = "style_references"
+STYLE_REFERENCE_MAX_BYTES = 20 * 1024 * 1024
+
+
+def store_style_reference(*, data: bytes) -> tuple[StyleReference, bool]:
+    """Validate an uploaded style-reference image (fully decoded) and store its bytes as they
+    are under `style_references/ab/<sha256>.<ext>`; (reference, newly stored).
+
+    Content addressed: the same image uploaded twice is one file, and a job's params name it
+    for good (nothing deletes it), so a creative's provenance can always show it."""
+    if not data:
+        raise ValidationError("The style reference is empty.")
+    if len(data) > STYLE_REFERENCE_MAX_BYTES:
+        raise ValidationError(
+            f"The style reference is {len(data) / 2**20:.1f} MiB; at most "
+            f"{STYLE_REFERENCE_MAX_BYTES // 2**20} MiB."
+        )
+    try:
+        info, _ = images.inspect_bytes(data)
+    except images.BadImage as exc:
+        raise ValidationError(f"The style reference is not a usable image: {exc}.") from None
+    name = images.content_name(STYLE_REFERENCE_PREFIX, info.sha256, info.extension)
+    created = not default_storage.exists(name)
+    store_content(prefix=STYLE_REFERENCE_PREFIX, sha256=info.sha256, extension=info.extension,
+                  data=data)  # fmt: skip
+    return StyleReference(name, info.sha256, info.width, info.height), created
 
 
 # The diffusion-model registry's writes live in generation.registry; re-exported here so callers

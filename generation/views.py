@@ -4,7 +4,8 @@ For ML engineers, QA and staff (annotators label blind: they never see verdicts 
 
 from __future__ import annotations
 
-from django.http import FileResponse, Http404
+from django.core.exceptions import ValidationError
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_GET
@@ -12,7 +13,7 @@ from django.views.decorators.http import require_GET
 from core.policy import rule
 from jobs.models import Job
 
-from . import page_data
+from . import page_data, selectors
 from .models import Creative, Product
 
 
@@ -56,3 +57,26 @@ def creative_image(request, pk: int):
     response = FileResponse(fh)
     patch_cache_control(response, private=True, max_age=86400, immutable=True)
     return response
+
+
+@require_GET
+@rule("reviewer", message="Generation pages are for ML engineers and QA.")
+def style_reference_image(request, pk: int):
+    """The style reference a creative was generated with (named in its provenance)."""
+    creative = get_object_or_404(Creative, pk=pk)
+    style = (creative.params or {}).get("style_reference")
+    if not isinstance(style, dict) or not style.get("image"):
+        raise Http404("This creative was generated without a style reference.")
+    try:
+        name, data = selectors.style_reference_bytes(style["image"])
+    except ValidationError:
+        raise Http404("The style reference is missing from storage.") from None
+    response = HttpResponse(
+        data, content_type=_CONTENT_TYPES.get(name.rsplit(".", 1)[-1], "application/octet-stream")
+    )
+    patch_cache_control(response, private=True, max_age=86400, immutable=True)
+    return response
+
+
+_CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp",
+                  "gif": "image/gif", "bmp": "image/bmp"}  # fmt: skip

@@ -61,7 +61,8 @@ def launch_job_action(
         }
         error = None
         if request.POST.get("post") == "yes":
-            form = form_class(request.POST, prefix=PREFIX) if form_class else None
+            # FILES: a kind's form may take an upload (it stores it and keeps a JSON-able name).
+            form = form_class(request.POST, request.FILES, prefix=PREFIX) if form_class else None
             if form is None or form.is_valid():
                 params = _to_json(form.cleaned_data) if form is not None else {}
                 try:

@@ -113,6 +113,10 @@ class SampleConfig:
     canny_low: int = 100  # cv2.Canny thresholds (ControlNet v1.1 Canny's defaults)
     canny_high: int = 200
     batch_size: int = 4  # images per forward pass
+    # Weight of a style reference's IP-Adapter tokens against the text's (diffusers'
+    # set_ip_adapter_scale); IP-Adapter's authors suggest ~0.5 when a text prompt is also given.
+    # Unused without a style reference.
+    ip_adapter_scale: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0.05 <= self.product_scale <= 1.0:
@@ -121,6 +125,8 @@ class SampleConfig:
             raise ValueError("anchor must be 'center' or 'bottom'")
         if self.steps < 1 or self.size < 8 or self.batch_size < 1:
             raise ValueError("steps, size and batch_size must be positive (size >= 8)")
+        if not 0.0 <= self.ip_adapter_scale <= 2.0:
+            raise ValueError("ip_adapter_scale must be in [0, 2]")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -27,6 +27,12 @@ Entry points (the fine-tuning loop in generation.ml.finetune builds on the same 
   (pre-processing from generation.ml.processing, our DDIM loop); `reference_pipeline()` returns
   diffusers' `StableDiffusionControlNetInpaintPipeline` over the same components for AutoencoderKL
   folders (`generate(..., backend="diffusers")`).
+- `InpaintPipeline.load_ip_adapter(weights, image_encoder)` attaches an IP-Adapter (generation.ml
+  .style) through diffusers' own loader; `generate(..., style_image=im)` then conditions the UNet
+  on the reference's CLIP image embedding (`added_cond_kwargs={"image_embeds": …}`, scale
+  `SampleConfig.ip_adapter_scale`, zero / zero-image embeddings on the unconditional branch as
+  diffusers does). Without a style image the UNet runs its original attention processors, so
+  outputs are byte-identical to a pipeline that never loaded an adapter.
 
 Determinism: the initial noise of each image is drawn from its own CPU `torch.Generator` seeded
 with the image's seed, DDIM with eta = 0 adds no other randomness, so the same model, product,
@@ -439,6 +445,10 @@ class InpaintPipeline:
         self.dtype = dtype
         self.codec = LatentCodec(components.vae)
         self.latent_channels = int(components.unet.config.out_channels)
+        self.style = None  # a style.StyleAdapter once load_ip_adapter ran
+        self._plain_processors: dict | None = None
+        self._ip_processors: dict | None = None
+        self._ip_projection: nn.Module | None = None
         for m in (components.unet, components.controlnet, components.vae, components.text_encoder):
             if m is not None:
                 m.to(self.device)
@@ -446,10 +456,17 @@ class InpaintPipeline:
                     m.to(dtype=dtype)
 
     @classmethod
-    def from_pretrained(cls, path, *, controlnet=None, lora=None, device=None, dtype=None):
+    def from_pretrained(
+        cls, path, *, controlnet=None, lora=None, ip_adapter=None, image_encoder=None,
+        device=None, dtype=None,
+    ):  # fmt: skip
+        """ip_adapter + image_encoder: attach a style adapter (both or neither)."""
         dtype = dtype or torch.float32
         comps = load_components(path, controlnet=controlnet, lora=lora)
-        return cls(comps, device=device, dtype=dtype)
+        pipe = cls(comps, device=device, dtype=dtype)
+        if ip_adapter or image_encoder:
+            pipe.load_ip_adapter(ip_adapter, image_encoder)
+        return pipe
 
     def save_pretrained(self, path) -> Path:
         return save_components(self.c, path)
@@ -462,6 +479,114 @@ class InpaintPipeline:
     def native_size(self) -> int | None:
         """The canvas a preset model was trained at (None: any multiple of 8, e.g. SD-1.5)."""
         return self.c.config.size if self.c.config else None
+
+    # -- style reference (IP-Adapter) ---------------------------------------------------------
+    @property
+    def has_ip_adapter(self) -> bool:
+        return self.style is not None
+
+    def load_ip_adapter(self, weights, image_encoder) -> None:
+        """Attach an IP-Adapter file + CLIP image-encoder folder (offline) to the UNet.
+
+        The UNet's processors and projection are built by diffusers'
+        `UNet2DConditionModel._load_ip_adapter_weights` (what `pipeline.load_ip_adapter` calls);
+        we keep both processor sets and switch between them per call (`_use_ip_adapter`), since
+        an IP-Adapter UNet refuses to run without image embeddings. PipelineLoadError names the
+        part that failed."""
+        from . import style as style_mod
+
+        if not weights or not image_encoder:
+            raise PipelineLoadError("ip_adapter: give both the adapter file and the image encoder")
+        if self.style is not None:
+            raise PipelineLoadError("ip_adapter: this pipeline already has one")
+        try:
+            adapter = style_mod.load_style_adapter(
+                weights, image_encoder, device=self.device, dtype=self.dtype
+            )
+            style_mod.check_against_unet(adapter.state_dict, self.c.unet)
+        except style_mod.StyleAdapterLoadError as exc:
+            raise PipelineLoadError(str(exc)) from exc
+        unet = self.c.unet
+        plain = dict(unet.attn_processors)
+        try:
+            # low_cpu_mem_usage=False: strict load_state_dict, so a wrong shape is an error
+            # instead of meta tensors left behind.
+            unet._load_ip_adapter_weights([adapter.state_dict], low_cpu_mem_usage=False)
+        except Exception as exc:  # KeyError / RuntimeError (shapes) from a mismatched file
+            unet.set_attn_processor(dict(plain))
+            unet.encoder_hid_proj = None
+            unet.config.encoder_hid_dim_type = None
+            raise PipelineLoadError(f"ip_adapter: {type(exc).__name__}: {exc}") from exc
+        self._plain_processors = plain
+        self._ip_processors = dict(unet.attn_processors)
+        self._ip_projection = unet.encoder_hid_proj
+        self.style = adapter
+        self._ip_projection.to(self.device, self.dtype)
+        for proc in self._ip_processors.values():
+            if isinstance(proc, nn.Module):
+                proc.to(self.device, self.dtype)
+        try:  # the image embedding must be what the projection takes
+            pos, _ = self.encode_style(Image.new("RGB", (64, 64)), 1, cfg=False)
+            self._use_ip_adapter(True)
+            self._ip_projection([pos])
+        except Exception as exc:
+            self._use_ip_adapter(False)
+            self.style = None
+            raise PipelineLoadError(
+                f"ip_adapter: the image encoder's output does not fit the adapter "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
+        self._use_ip_adapter(False)
+
+    def _use_ip_adapter(self, on: bool) -> None:
+        """Switch the UNet between its original processors and the IP-Adapter ones (what
+        diffusers' load/unload_ip_adapter set and restore), without reloading anything."""
+        if self.style is None:
+            return
+        unet = self.c.unet
+        # set_attn_processor pops from the dict it is given: hand it a copy.
+        unet.set_attn_processor(dict(self._ip_processors if on else self._plain_processors))
+        unet.encoder_hid_proj = self._ip_projection if on else None
+        unet.config.encoder_hid_dim_type = "ip_image_proj" if on else None
+
+    def set_ip_adapter_scale(self, scale: float) -> None:
+        """One scale for every IP-Adapter layer (diffusers' set_ip_adapter_scale(float))."""
+        from diffusers.models.attention_processor import (
+            IPAdapterAttnProcessor,
+            IPAdapterAttnProcessor2_0,
+        )
+
+        for proc in (self._ip_processors or {}).values():
+            if isinstance(proc, IPAdapterAttnProcessor | IPAdapterAttnProcessor2_0):
+                proc.scale = [float(scale)] * len(proc.scale)
+
+    @torch.no_grad()
+    def encode_style(
+        self, image: Image.Image, n: int, *, cfg: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(image embeds, unconditional embeds or None), each (n, 1, …) for a batch of n.
+
+        As diffusers' `encode_image`: the projected CLIP embedding for an `ImageProjection`
+        adapter (unconditional: zeros), the penultimate hidden states for Plus/Full adapters
+        (unconditional: the encoder's states of an all-zero image)."""
+        from diffusers.models.embeddings import ImageProjection
+
+        if self.style is None:
+            raise ValueError("no IP-Adapter loaded: call load_ip_adapter first")
+        enc = self.style.image_encoder
+        pixels = self.style.feature_extractor(image.convert("RGB"), return_tensors="pt")
+        pixels = pixels.pixel_values.to(self.device, next(enc.parameters()).dtype)
+        layer = self._ip_projection.image_projection_layers[0]
+        if isinstance(layer, ImageProjection):
+            pos = enc(pixels).image_embeds
+            neg = torch.zeros_like(pos)
+        else:
+            pos = enc(pixels, output_hidden_states=True).hidden_states[-2]
+            neg = enc(torch.zeros_like(pixels), output_hidden_states=True).hidden_states[-2]
+        # (1, …) → (n, 1, …): one reference image for every row of the batch.
+        pos = pos[None].repeat_interleave(n, dim=0).to(self.dtype)
+        neg = neg[None].repeat_interleave(n, dim=0).to(self.dtype)
+        return pos, (neg if cfg else None)
 
     # -- building blocks ---------------------------------------------------------------------
     def encode_prompt(self, prompts: Sequence[str]) -> torch.Tensor:
@@ -494,16 +619,23 @@ class InpaintPipeline:
         negative_embeds: torch.Tensor | None = None,
         conditioning_scale: float = 1.0,
         controlnet: nn.Module | None = None,
+        image_embeds: torch.Tensor | None = None,
+        negative_image_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The UNet's raw output at x_t (ControlNet residuals added; CFG when guidance > 1).
 
-        controlnet: override (e.g. a model being fine-tuned); control=None runs the UNet alone."""
+        controlnet: override (e.g. a model being fine-tuned); control=None runs the UNet alone.
+        image_embeds: a style reference's embeddings (encode_style; the IP-Adapter must be
+        switched on), with `negative_image_embeds` for the unconditional branch under CFG. As in
+        diffusers, only the UNet sees them, not the ControlNet."""
         cfg = guidance_scale > 1.0 and negative_embeds is not None
         xin, ml, mm = x, cond["masked_latents"], cond["mask_latents"]
         if cfg:
             xin, ml, mm = torch.cat([x, x]), torch.cat([ml, ml]), torch.cat([mm, mm])
             embeds = torch.cat([negative_embeds, embeds])
             control = torch.cat([control, control]) if control is not None else None
+            if image_embeds is not None:
+                image_embeds = torch.cat([negative_image_embeds, image_embeds])
         xin = self.c.scheduler.scale_model_input(xin, t)
         kwargs = {}
         net = controlnet if controlnet is not None else self.c.controlnet
@@ -517,6 +649,8 @@ class InpaintPipeline:
                 return_dict=False,
             )
             kwargs = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+        if image_embeds is not None:
+            kwargs["added_cond_kwargs"] = {"image_embeds": [image_embeds]}
         out = self.c.unet(
             torch.cat([xin, mm.to(xin.dtype), ml.to(xin.dtype)], dim=1),
             t,
@@ -555,28 +689,43 @@ class InpaintPipeline:
         negative_prompts: Sequence[str],
         seeds: Sequence[int],
         config: SampleConfig,
+        *,
+        style_image: Image.Image | None = None,
     ) -> torch.Tensor:
         """DDIM from pure noise; returns decoded images in [-1, 1] (before paste-back)."""
         t_ = {k: v.to(self.device, self.dtype) for k, v in tensors.items()}
         size = t_["image"].shape[-1]
         cond = self.conditioning(t_["image"], t_["mask"])
         embeds = self.encode_prompt(prompts)
-        negative = self.encode_prompt(negative_prompts) if config.guidance_scale > 1 else None
+        cfg = config.guidance_scale > 1
+        negative = self.encode_prompt(negative_prompts) if cfg else None
+        image_embeds = negative_image_embeds = None
+        if style_image is not None:
+            image_embeds, negative_image_embeds = self.encode_style(
+                style_image, len(prompts), cfg=cfg
+            )
+            self.set_ip_adapter_scale(config.ip_adapter_scale)
         sched = self.c.scheduler
         sched.set_timesteps(config.steps, device=self.device)
         x = self.initial_noise(seeds, size) * sched.init_noise_sigma
-        for t in sched.timesteps:
-            out = self.model_output(
-                x,
-                t,
-                cond,
-                embeds,
-                t_["control"],
-                guidance_scale=config.guidance_scale,
-                negative_embeds=negative,
-                conditioning_scale=config.controlnet_conditioning_scale,
-            )
-            x = sched.step(out, t, x, eta=config.eta).prev_sample
+        self._use_ip_adapter(style_image is not None)
+        try:
+            for t in sched.timesteps:
+                out = self.model_output(
+                    x,
+                    t,
+                    cond,
+                    embeds,
+                    t_["control"],
+                    guidance_scale=config.guidance_scale,
+                    negative_embeds=negative,
+                    conditioning_scale=config.controlnet_conditioning_scale,
+                    image_embeds=image_embeds,
+                    negative_image_embeds=negative_image_embeds,
+                )
+                x = sched.step(out, t, x, eta=config.eta).prev_sample
+        finally:
+            self._use_ip_adapter(False)
         return self.decode(x)
 
     def prepare(self, product: Image.Image, config: SampleConfig, box=None):
@@ -602,11 +751,16 @@ class InpaintPipeline:
         *,
         boxes: Sequence[processing.Box | None] | None = None,
         backend: str = "rfstudio",
+        style_image: Image.Image | None = None,
     ) -> list[Generated]:
-        """One image per (product, prompt, negative prompt, seed) row, in batches."""
+        """One image per (product, prompt, negative prompt, seed) row, in batches.
+
+        style_image: one style reference for every row (needs load_ip_adapter)."""
         n = len(products)
         if not (len(prompts) == len(negative_prompts) == len(seeds) == n):
             raise ValueError("products, prompts, negative_prompts and seeds differ in length")
+        if style_image is not None and self.style is None:
+            raise ValueError("a style reference needs an IP-Adapter (load_ip_adapter)")
         if self.native_size and config.size != self.native_size:
             raise ValueError(f"this model generates {self.native_size} px canvases")
         boxes = list(boxes) if boxes is not None else [None] * n
@@ -617,11 +771,11 @@ class InpaintPipeline:
             batch = prepared[rows]
             if backend == "diffusers":
                 raw = self._reference_sample(batch, prompts[rows], negative_prompts[rows],
-                                             seeds[rows], config)  # fmt: skip
+                                             seeds[rows], config, style_image)  # fmt: skip
             else:
                 images = self.sample(
                     prepared_tensors(batch), prompts[rows], negative_prompts[rows], seeds[rows],
-                    config,
+                    config, style_image=style_image,
                 )  # fmt: skip
                 raw = to_uint8(images)
             for j, prep in enumerate(batch):
@@ -640,7 +794,8 @@ class InpaintPipeline:
     # -- the reference diffusers pipeline ----------------------------------------------------
     def reference_pipeline(self):
         """diffusers' StableDiffusionControlNetInpaintPipeline over these components
-        (AutoencoderKL codecs only: the diffusers pipeline assumes a VAE)."""
+        (AutoencoderKL codecs only: the diffusers pipeline assumes a VAE), with the IP-Adapter's
+        image encoder and feature extractor when one is loaded."""
         from diffusers import StableDiffusionControlNetInpaintPipeline
 
         if isinstance(self.c.vae, PixelUnshuffleCodec):
@@ -653,13 +808,33 @@ class InpaintPipeline:
             controlnet=self.c.controlnet,
             scheduler=self.c.scheduler,
             safety_checker=None,
-            feature_extractor=None,
+            feature_extractor=self.style.feature_extractor if self.style else None,
+            image_encoder=self.style.image_encoder if self.style else None,
             requires_safety_checker=False,
         )
 
-    def _reference_sample(self, batch, prompts, negative_prompts, seeds, config) -> np.ndarray:
+    def _reference_sample(
+        self, batch, prompts, negative_prompts, seeds, config, style_image=None
+    ) -> np.ndarray:
         pipe = self.reference_pipeline()
         pipe.set_progress_bar_config(disable=True)
+        style = {}
+        self._use_ip_adapter(style_image is not None)
+        try:
+            if style_image is not None:
+                # diffusers encodes one image per adapter with batch 1; asking for len(batch)
+                # "images per prompt" gives one embedding row per prompt (negatives first).
+                style["ip_adapter_image_embeds"] = pipe.prepare_ip_adapter_image_embeds(
+                    style_image.convert("RGB"), None, self.device, len(batch),
+                    config.guidance_scale > 1,
+                )  # fmt: skip
+                pipe.set_ip_adapter_scale(config.ip_adapter_scale)
+            return self._reference_call(pipe, batch, prompts, negative_prompts, seeds, config,
+                                        style)  # fmt: skip
+        finally:
+            self._use_ip_adapter(False)
+
+    def _reference_call(self, pipe, batch, prompts, negative_prompts, seeds, config, style):
         out = pipe(
             prompt=list(prompts),
             negative_prompt=list(negative_prompts),
@@ -675,6 +850,7 @@ class InpaintPipeline:
             strength=1.0,
             generator=[torch.Generator("cpu").manual_seed(int(s)) for s in seeds],
             output_type="np",
+            **style,
         )
         return (np.clip(out.images, 0, 1) * 255 + 0.5).astype(np.uint8)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.management.base import CommandError
 
 from feedback.recurrent import RECURRENT
+from generation.management.style_options import add_style_arguments, style_params
 from generation.ml.prompts import load_templates, templates_to_json
 from jobs.management.base import JobCommand
 
@@ -37,6 +38,7 @@ class Command(JobCommand):
         parser.add_argument("--batch-size", type=int, default=4)
         parser.add_argument("--no-category-tokens", action="store_true")
         parser.add_argument("--project", default="", help="Queue kept creatives here.")
+        add_style_arguments(parser)
 
     def handle(self, *args, **options):
         if options.get("report"):
@@ -57,7 +59,7 @@ class Command(JobCommand):
                 raise CommandError(f"--prompts: {exc}") from None
         keys = ("model", "reward", "budget", "threshold", "seed_start", "size", "steps",
                 "guidance", "batch_size", "project")  # fmt: skip
-        return {
+        params = {
             **{k: options[k] for k in keys},
             "skus": ",".join(options["sku"] or []),
             "category": options["category"] or "",
@@ -65,3 +67,4 @@ class Command(JobCommand):
             "prompts": prompts,
             "category_tokens": not options["no_category_tokens"],
         }
+        return style_params(self.kind, params, options)

@@ -8,6 +8,7 @@ from pathlib import Path
 from django.core.management.base import CommandError
 
 from generation.jobs import GENERATE, manifest_row
+from generation.management.style_options import add_style_arguments, style_params
 from generation.ml.prompts import load_templates, templates_to_json
 from jobs.management.base import JobCommand
 
@@ -37,6 +38,7 @@ class Command(JobCommand):
         parser.add_argument("--batch-size", type=int, default=4)
         parser.add_argument("--no-category-tokens", action="store_true")
         parser.add_argument("--project", default="", help="Annotation project slug.")
+        add_style_arguments(parser)
         parser.add_argument(
             "--manifest-out",
             default=None,
@@ -55,7 +57,7 @@ class Command(JobCommand):
                 prompts = templates_to_json(load_templates(options["prompts"]))
             except ValueError as exc:
                 raise CommandError(f"--prompts: {exc}") from None
-        return {
+        params = {
             "model": options["model"],
             "skus": ",".join(options["sku"] or []),
             "category": options["category"] or "",
@@ -69,6 +71,7 @@ class Command(JobCommand):
             "category_tokens": not options["no_category_tokens"],
             "project": options["project"],
         }
+        return style_params(self.kind, params, options)
 
     def handle(self, *args, **options):
         self._manifest = options.get("manifest_out")

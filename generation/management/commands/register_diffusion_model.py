@@ -22,7 +22,16 @@ class Command(BaseCommand):
         parser.add_argument("--controlnet", default=None, help="Canny ControlNet folder.")
         parser.add_argument("--lora", default=None, help="UNet LoRA (peft/diffusers format).")
         parser.add_argument(
-            "--image-encoder", default=None, help="IP-Adapter image encoder folder (style)."
+            "--image-encoder",
+            default=None,
+            help="IP-Adapter image encoder folder (CLIPVisionModelWithProjection); with "
+            "--ip-adapter.",
+        )
+        parser.add_argument(
+            "--ip-adapter",
+            default=None,
+            help="IP-Adapter weights (.safetensors: image_proj.* and ip_adapter.* keys) for "
+            "style-reference conditioning; with --image-encoder.",
         )
         parser.add_argument("--parent", default=None, help="Registered model this derives from.")
         parser.add_argument("--user", default=None)
@@ -41,6 +50,7 @@ class Command(BaseCommand):
                 controlnet_path=opts["controlnet"],
                 lora_path=opts["lora"],
                 image_encoder_path=opts["image_encoder"],
+                ip_adapter_path=opts["ip_adapter"],
                 parent=parent,
                 lineage={"registered_from": str(opts["path"])},
                 created_by=user,
@@ -51,5 +61,6 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Registered {model.name} (checksum {model.checksum[:12]}, "
             f"{sum(params.values()) / 1e6:.2f}M parameters, "
-            f"native size {model.config.get('native_size') or 'any'})"
+            f"native size {model.config.get('native_size') or 'any'}"
+            f"{', style reference (IP-Adapter)' if model.supports_style_reference else ''})"
         )
