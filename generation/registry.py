@@ -82,12 +82,12 @@ def validate_folders(
             pipe.load_ip_adapter(ip_adapter_path, image_encoder_path)
         except PipelineLoadError as exc:
             raise ValidationError(f"Not a usable IP-Adapter ({ip_adapter_path}): {exc}") from exc
-        enc = pipe.style.image_encoder
+        enc, proj = pipe.style.image_encoder, pipe.ip_adapter_projection
         style = {
             "image_encoder": type(enc).__name__,
             "image_size": int(enc.config.image_size),
-            "projection": type(pipe.c.unet.encoder_hid_proj.image_projection_layers[0]).__name__,
-            "parameters": num_parameters(enc) + num_parameters(pipe.c.unet.encoder_hid_proj),
+            "projection": type(proj.image_projection_layers[0]).__name__,
+            "parameters": num_parameters(enc) + num_parameters(proj),
         }
     return {
         "native_size": comps.config.size if comps.config else None,

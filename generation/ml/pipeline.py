@@ -485,6 +485,11 @@ class InpaintPipeline:
     def has_ip_adapter(self) -> bool:
         return self.style is not None
 
+    @property
+    def ip_adapter_projection(self) -> nn.Module | None:
+        """The adapter's MultiIPAdapterImageProjection (on the UNet only while in use)."""
+        return self._ip_projection if self.style is not None else None
+
     def load_ip_adapter(self, weights, image_encoder) -> None:
         """Attach an IP-Adapter file + CLIP image-encoder folder (offline) to the UNet.
 
