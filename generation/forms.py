@@ -97,6 +97,7 @@ class GenerateForm(DefaultsForm):
         required=False, help_text="Or upload the style reference image."
     )
     style_scale = forms.FloatField(
+        required=False,  # blank: the initial value (DefaultsForm)
         initial=0.5,
         min_value=0.0,
         max_value=2.0,
