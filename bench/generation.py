@@ -3,12 +3,14 @@
     nice -n 10 .venv/bin/python bench/generation.py train [--preset tiny] [--minutes 20]
         [--examples 2000] [--batch-size 16] [--steps 1500] [--out bench/generation]
     nice -n 10 .venv/bin/python bench/generation.py speed [--model DIR] [--size 64] [--n 16]
+        [--style]
 
 `train` trains the tiny base on procedural `available` creatives (generation.synthetic; true
 labels known) of one set of products and samples it on held-out products; it writes the curve
 (JSON + PNG), sample grids (PNG) and appends the figures to bench/RESULTS.md. `speed` measures
 images/s and peak memory of generation (the tiny model, or `--preset sd15` configs at 512 px on a
-GPU). No Django: runs anywhere.
+GPU; `--style` also times the same images with a style reference through an IP-Adapter of the
+preset's size, random weights, and reports the ratio). No Django: runs anywhere.
 """
 
 from __future__ import annotations
@@ -191,14 +193,30 @@ def cmd_speed(args) -> None:
         list(range(args.batch_size)),
         sc,
     )  # warm-up; fmt: skip
-    times = []
-    for rep in range(args.repeats):
-        t0 = time.perf_counter()
-        pipe.generate(products, prompts, [""] * args.n, list(range(rep, rep + args.n)), sc)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    ips = [args.n / t for t in times]
+    style = None
+    if args.style:
+        import tempfile
+
+        from generation.ml.style import STYLE_PRESETS, StyleAdapterConfig, build_tiny_style_adapter
+
+        style_cfg = StyleAdapterConfig(**STYLE_PRESETS["sd15" if args.preset == "sd15" else "tiny"])
+        tmp = tempfile.mkdtemp(prefix="rfstudio-style-")
+        pipe.load_ip_adapter(*build_tiny_style_adapter(pipe.c.unet, tmp, config=style_cfg))
+        style = Image.fromarray(np.random.default_rng(0).integers(0, 255, (256, 256, 3), np.uint8))
+
+    def timed(style_image):
+        times = []
+        for rep in range(args.repeats):
+            t0 = time.perf_counter()
+            pipe.generate(products, prompts, [""] * args.n, list(range(rep, rep + args.n)), sc,
+                          style_image=style_image)  # fmt: skip
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        return [args.n / t for t in times]
+
+    ips = timed(None)
+    styled = timed(style) if style is not None else None
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
     if peak is None:
         import resource
@@ -211,6 +229,14 @@ def cmd_speed(args) -> None:
         f"range {min(ips):.2f}–{max(ips):.2f}), peak memory {peak:.0f} MiB "
         f"({'CUDA allocated' if device.startswith('cuda') else 'process max RSS'})"
     ]
+    if styled is not None:
+        lines.append(
+            f"  - with a style reference (IP-Adapter, {style_cfg.num_hidden_layers}-layer "
+            f"{style_cfg.image_size} px image encoder, random weights): "
+            f"{statistics.median(styled):.2f} images/s (range {min(styled):.2f}–"
+            f"{max(styled):.2f}); ratio to without: "
+            f"{statistics.median(styled) / statistics.median(ips):.2f}"
+        )
     if not args.no_append:
         append_results("Generation: speed", " ".join(sys.argv), lines)
     print("\n".join(lines))
@@ -283,6 +309,7 @@ def main() -> None:
     s.add_argument("--device", default=None)
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--no-append", action="store_true")
+    s.add_argument("--style", action="store_true", help="also time a style reference")
     j = sub.add_parser("judge")
     j.add_argument("--model", required=True)
     j.add_argument("--rfnet", required=True, help="RFNet checkpoint folder")

@@ -59,6 +59,21 @@ class StyleAdapterConfig:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
+STYLE_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {},
+    # SD-1.5's IP-Adapter encoder size (OpenCLIP ViT-H/14, random weights): GPU benchmarks.
+    "sd15": {
+        "image_size": 224,
+        "patch_size": 14,
+        "hidden_size": 1280,
+        "intermediate_size": 5120,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 16,
+        "projection_dim": 1024,
+    },
+}
+
+
 @dataclass
 class StyleAdapter:
     """What `InpaintPipeline.load_ip_adapter` attaches: the encoder, its pre-processing and the
