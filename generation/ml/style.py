@@ -241,3 +241,29 @@ def build_tiny_style_adapter(
     encoder = build_image_encoder(config, seed=seed)
     state = build_ip_adapter_state_dict(unet, image_embed_dim=config.projection_dim, seed=seed)
     return save_style_adapter(out_dir, encoder, state)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m generation.ml.style PIPELINE_DIR OUT_DIR [--preset tiny]`: build the untrained
+    adapter + encoder for a pipeline folder's UNet (tests, demos, benchmarks; it changes images,
+    it does not transfer a style), then register them with --ip-adapter / --image-encoder."""
+    import argparse
+
+    from diffusers import UNet2DConditionModel
+
+    ap = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    ap.add_argument("pipeline", help="diffusers pipeline folder (its unet/ is read)")
+    ap.add_argument("out", help="where image_encoder/ and ip_adapter.safetensors go")
+    ap.add_argument("--preset", choices=sorted(STYLE_PRESETS), default="tiny")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    unet = UNet2DConditionModel.from_pretrained(
+        args.pipeline, subfolder="unet", local_files_only=True
+    )
+    config = StyleAdapterConfig(**STYLE_PRESETS[args.preset])
+    weights, encoder = build_tiny_style_adapter(unet, args.out, config=config, seed=args.seed)
+    print(f"--ip-adapter {weights} --image-encoder {encoder}")
+
+
+if __name__ == "__main__":
+    main()
