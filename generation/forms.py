@@ -153,13 +153,11 @@ class GenerateForm(DefaultsForm):
         upload = cleaned.pop("style_reference_upload", None)
         name = (cleaned.get("style_reference") or "").strip()
         if self.data.get(self.add_prefix("style_reference_upload")) and upload is None:
-            raise ValidationError(
-                {
-                    "style_reference_upload": "Upload the file (multipart); through the API, store "
-                    "it with POST /api/generation/style-references/ and give its name as "
-                    "style_reference."
-                }  # fmt: skip
+            message = (
+                "Upload the file (multipart); through the API, store it with "
+                "POST /api/generation/style-references/ and give its name as style_reference."
             )
+            raise ValidationError({"style_reference_upload": message})
         if upload is not None and name:
             raise ValidationError(
                 {"style_reference": "Give a stored style reference or upload one, not both."}

@@ -272,7 +272,9 @@ def store_style_reference(*, data: bytes) -> tuple[StyleReference, bool]:
     are under `style_references/ab/<sha256>.<ext>`; (reference, newly stored).
 
     Content addressed: the same image uploaded twice is one file, and a job's params name it
-    for good (nothing deletes it), so a creative's provenance can always show it."""
+    for good (nothing deletes it), so a creative's provenance can always show it. Concurrency:
+    two uploads of the same bytes racing keep one copy (store_content); both may report "newly
+    stored", which only changes the API's 201/200."""
     if not data:
         raise ValidationError("The style reference is empty.")
     if len(data) > STYLE_REFERENCE_MAX_BYTES:
