@@ -151,6 +151,25 @@ HELDOUT_MECHANISMS = {
 }
 
 
+def variant_config(name: str, over: dict):
+    """A preset, or one of the ablations of `small` recorded in bench/RESULTS.md."""
+    from feedback.ml.config import BackboneConfig
+
+    every_map = ["placed", "mask", "product", "edges", "saliency"]
+    early_all = dict(  # every map concatenated to the image (a plain CNN's input) + caption
+        early_fusion=every_map,
+        image_backbone=BackboneConfig(kind="cnn", widths=[32, 64, 96, 128], blocks_per_stage=2),
+    )
+    ablations = {
+        "no_product": ("single_image", {}),
+        "small_no_residual": ("small", {"placed_residual": False}),
+        "early_all": ("small", {**early_all, "placed_residual": False}),
+        "early_all_residual": ("small", {**early_all, "placed_residual": True}),
+    }
+    base, extra = ablations.get(name, (name, {}))
+    return preset(base, 6, **extra, **over)
+
+
 def mechanism(row: dict) -> str:
     p = row.get("params", {})
     for key in ("truncation", "space", "hallucination"):
@@ -159,7 +178,7 @@ def mechanism(row: dict) -> str:
     return str(p.get("size_variant", ""))
 
 
-def leaveout_splits(manifest: Path, seed: int):
+def leaveout_splits(manifest: Path, seed: int, mechanisms: bool = True):
     """(train, val, test, test_tags): test = held-out kinds or mechanisms; val = 10% of the
     remaining families."""
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
@@ -169,7 +188,7 @@ def leaveout_splits(manifest: Path, seed: int):
         kind = row["sku"].split("-")[1].lower() if row["sku"].startswith("SYN-") else ""
         mech = mechanism(row)
         fam = kind in HELDOUT_KINDS
-        mec = mech in HELDOUT_MECHANISMS.get(row["label"], ())
+        mec = mechanisms and mech in HELDOUT_MECHANISMS.get(row["label"], ())
         if fam or mec:
             held.append(sample)
             tags.append(
@@ -233,7 +252,7 @@ def leaveout(args) -> None:
     over = {"image_size": args.image_size} if args.image_size else {}
     rows = {}
     # One split for every seed (the seeds vary training), so the caches are built once.
-    tr, va, te, tags = leaveout_splits(manifest, 0)
+    tr, va, te, tags = leaveout_splits(manifest, 0, mechanisms=not args.families_only)
     box_probs = None
     for seed in seeds:
         print(f"seed {seed}: train/val/test {len(tr)}/{len(va)}/{len(te)}", flush=True)
@@ -248,7 +267,7 @@ def leaveout(args) -> None:
                 )
                 probs = box_probs  # deterministic given the split
             else:
-                cfg = preset("single_image" if name == "no_product" else name, 6, **over)
+                cfg = variant_config(name, over)
                 tc = TrainConfig(
                     epochs=args.epochs,
                     batch_size=args.batch_size,
@@ -311,7 +330,11 @@ def leaveout(args) -> None:
         f"threads. Data: {args.n} synthetic creatives ({args.gen_size}px); manifests' placement "
         "ignored (product localised from the two images). Test = held-out product kinds "
         f"{', '.join(HELDOUT_KINDS)} + held-out mechanisms "
-        + "; ".join(f"{k}: {', '.join(v)}" for k, v in HELDOUT_MECHANISMS.items())
+        + (
+            "none (--families-only)"
+            if args.families_only
+            else "; ".join(f"{k}: {', '.join(v)}" for k, v in HELDOUT_MECHANISMS.items())
+        )
         + f". {args.epochs} epochs, image size {args.image_size or 'preset'}.",
         "",
         "| model | seed | test n | macro-F1 [95% bootstrap CI] | held-out families | held-out "
@@ -354,6 +377,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2, help="processes for generation and cache")
     ap.add_argument("--work", default="/tmp/rfnet-bench")
+    ap.add_argument(
+        "--families-only",
+        action="store_true",
+        help="leave-out: hold out product families only (every mechanism seen in training)",
+    )
     ap.add_argument("--only", choices=["small", "single_image"], default=None)
     ap.add_argument("--no-append", action="store_true")
     args = ap.parse_args()

@@ -53,6 +53,11 @@ class RFNetConfig:
     # Creative-frame conditions concatenated to the generated image's input channels (early
     # fusion: pixel-aligned comparison) instead of getting an encoder of their own.
     early_fusion: list[str] = field(default_factory=list)
+    # With "placed" early-fused: also feed |image - placed cut-out| inside the cut-out's alpha,
+    # computed in the model from the two inputs (same at training, serving and in the reward
+    # path). It shows where the product in the creative differs from the product: parts missing,
+    # torn, covered or repainted, whatever mechanism caused it.
+    placed_residual: bool = False
     feature_filter: bool = True  # False: conditions are only fused, never cross-attended
     available_head: bool = True  # extra binary P(available) head trained alongside the classes
     available_loss_weight: float = 0.5

@@ -226,6 +226,7 @@ class RFNet(nn.Module):
             in_ch = MODALITY_CHANNELS[m]
             if m == "image":
                 in_ch += sum(MODALITY_CHANNELS[e] for e in config.early_fusion)
+                in_ch += 3 if self._uses_residual(config) else 0
                 enc, want, resolved["image"] = build_backbone(config.image_backbone, in_ch)
             elif config.share_condition_backbone:
                 if shared is None:
@@ -293,6 +294,18 @@ class RFNet(nn.Module):
         self.register_buffer("im_std", std, persistent=False)
 
     # -- inputs -----------------------------------------------------------------------------
+    @staticmethod
+    def _uses_residual(config: RFNetConfig) -> bool:
+        return config.placed_residual and "placed" in config.early_fusion
+
+    def _placed_residual(self, image: torch.Tensor, placed: torch.Tensor) -> torch.Tensor:
+        """|image - cut-out| where the cut-out was placed (3 ch); 0 when it was not found."""
+        image = image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
+        placed = placed.float() / 255.0 if placed.dtype == torch.uint8 else placed.float()
+        alpha = placed[:, 3:4]
+        # placed RGB is premultiplied by alpha (preprocess.process_images)
+        return ((image[:, :3] * alpha - placed[:, :3]).abs() - 0.1) / 0.2
+
     def tokenize(self, captions: list[str]) -> dict[str, torch.Tensor]:
         if self.caption is None:
             return {}
@@ -330,6 +343,8 @@ class RFNet(nn.Module):
         if missing:
             raise KeyError(f"RFNet batch lacks {missing}")
         extra = [self._normalize(e, batch[e]) for e in cfg.early_fusion]
+        if self._uses_residual(cfg):
+            extra.append(self._placed_residual(batch["image"], batch["placed"]))
         e_o, grid = self._encode("image", batch["image"], extra)
         b = e_o.shape[0]
         cond_tokens, cond_pads, summaries = [], [], []

@@ -144,3 +144,30 @@ def test_gradients_reach_every_trainable_part():
         if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)
     ]
     assert dead == []
+
+
+def test_placed_residual_shows_where_the_creative_differs_from_the_cut_out():
+    cfg = preset("tiny", placed_residual=True)
+    model = RFNet(cfg).eval()
+    s = cfg.image_size
+    image = torch.full((2, 3, s, s), 120, dtype=torch.uint8)
+    placed = torch.zeros((2, 4, s, s), dtype=torch.uint8)
+    placed[:, 3, 8:24, 8:24] = 255
+    placed[:, :3, 8:24, 8:24] = 120  # the product exactly as pasted (premultiplied RGB)
+    image[1, :, 8:16, 8:24] = 10  # second creative: the top half of the product is gone
+    res = model._placed_residual(image, placed)
+    zero = (0.0 - 0.1) / 0.2  # the map's value where nothing differs
+    assert torch.allclose(res[0], torch.full_like(res[0], zero))
+    assert (res[1, :, 8:16, 8:24] > 1.0).all() and torch.allclose(
+        res[1, :, 16:, :], torch.tensor(zero)
+    )
+    # Outside the cut-out (and when the product was not found) the map carries nothing.
+    assert torch.allclose(
+        model._placed_residual(image, torch.zeros_like(placed))[1], torch.tensor(zero)
+    )
+    batch = _batch(model)
+    assert model(batch).shape == (3, 6)
+    # Differentiable in the image (the reward path back-propagates through it).
+    img = batch["image"].float().div(255).requires_grad_(True)
+    model({**batch, "image": img}).sum().backward()
+    assert img.grad is not None and img.grad.abs().sum() > 0
