@@ -7,10 +7,10 @@ Concurrency (details in docs/annotation-core.md):
   same statement, so on PostgreSQL a concurrent claimer either skips the locked row or re-checks
   the new row version. On SQLite a write statement takes the single writer lock before it reads.
 * queue position: with overlap > 1 the claim starts after the annotator's last claim (cursor).
-  Every rewrite of item priorities bumps `Project.priority_epoch` first, in its own transaction
-  (the project row lock also serialises two rewrites of one project); the claim statement stamps
-  the epoch it read on the lease, and only leases of the current epoch count as a cursor, so a
-  rewrite sends every annotator back to the new top (docs/architecture.md, concurrency rules).
+  Every rewrite of item priorities bumps `Project.priority_epoch` first, in the rewrite's
+  transaction (the project row lock also serialises two rewrites of one project); the claim
+  statement stamps the epoch it read on the lease, and only leases of the current epoch count as
+  a cursor, so a rewrite sends every annotator back to the new top (docs/architecture.md).
 * submit / undo / review / heartbeat slow paths: `transaction.atomic(savepoint=False)` with the
   item row locked (`SELECT ... FOR UPDATE` on PostgreSQL; BEGIN IMMEDIATE on SQLite, which the
   settings use for every transaction).
