@@ -97,6 +97,11 @@ class Project(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     archived = models.BooleanField(default=False)
+    # Bumped by every rewrite of the items' priorities, in the rewrite's transaction (owner:
+    # services.set_item_priorities / set_project_ordering). Claims stamp it on their lease; an
+    # annotator's queue cursor counts only leases of the current epoch, so a rewrite sends every
+    # annotator back to the new top.
+    priority_epoch = models.PositiveBigIntegerField(default=0, db_default=0, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -114,6 +119,17 @@ class Project(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs):
+        # priority_epoch only moves forward, by the services' F() update: a plain save of an
+        # instance loaded before a rewrite (the admin form) must not write back its stale value.
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = [
+                f.name
+                for f in self._meta.concrete_fields
+                if not f.primary_key and f.name != "priority_epoch"
+            ]
+        super().save(*args, **kwargs)
 
 
 class Item(models.Model):
@@ -237,6 +253,10 @@ class Assignment(models.Model):
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     expires_at = models.DateTimeField()
+    # The project's priority_epoch read by the claim statement that took this lease (same
+    # snapshot as the priorities it ordered by); NULL for leases not taken from the queue
+    # (undo, re-let): they are no queue position.
+    priority_epoch = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

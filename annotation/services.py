@@ -6,6 +6,11 @@ Concurrency (details in docs/annotation-core.md):
   columns (`annotation_count`, `lease_count`, `lease_expires_at`) which a trigger updates in the
   same statement, so on PostgreSQL a concurrent claimer either skips the locked row or re-checks
   the new row version. On SQLite a write statement takes the single writer lock before it reads.
+* queue position: with overlap > 1 the claim starts after the annotator's last claim (cursor).
+  Every rewrite of item priorities bumps `Project.priority_epoch` first, in the rewrite's
+  transaction (the project row lock also serialises two rewrites of one project); the claim
+  statement stamps the epoch it read on the lease, and only leases of the current epoch count as
+  a cursor, so a rewrite sends every annotator back to the new top (docs/architecture.md).
 * submit / undo / review / heartbeat slow paths: `transaction.atomic(savepoint=False)` with the
   item row locked (`SELECT ... FOR UPDATE` on PostgreSQL; BEGIN IMMEDIATE on SQLite, which the
   settings use for every transaction).
@@ -16,6 +21,7 @@ here, one INSERT each.
 from __future__ import annotations
 
 import datetime
+import math
 import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -23,7 +29,7 @@ from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, OuterRef, Subquery
+from django.db.models import Exists, F, OuterRef, Subquery
 from django.utils import timezone
 
 from core import limits, policy
@@ -189,18 +195,43 @@ def add_creatives_to_project(*, project, creatives, gold_labels=None, actor=None
     return created
 
 
+def _bump_priority_epoch(project) -> None:
+    """The one owner of "priorities changed": call first inside every transaction that rewrites
+    existing items' priorities. The UPDATE takes the project row lock (two rewrites of one
+    project run one after the other) and makes every annotator's queue cursor stale at commit."""
+    Project.objects.filter(pk=project.pk).update(priority_epoch=F("priority_epoch") + 1)
+
+
 def set_item_priorities(*, project, priorities: dict) -> int:
-    """Queue order for `uncertainty` projects: lower first (RFNet writes 1 - uncertainty)."""
-    updated = 0
-    with transaction.atomic():
-        keys = list(priorities)
-        for start in range(0, len(keys), _CHUNK):
-            chunk = keys[start : start + _CHUNK]
-            items = list(Item.objects.filter(project=project, id__in=chunk).only("id"))
-            for item in items:
-                item.priority = float(priorities[item.pk])
-            Item.objects.bulk_update(items, ["priority"], batch_size=500)
-            updated += len(items)
+    """Queue order for `uncertainty` projects: {item id: priority}, lower first (feedback writes
+    the active-learning order, position / n). Items of other projects are ignored. Every
+    annotator's queue position restarts from the new top (see `_bump_priority_epoch`)."""
+    rows = []
+    for item_id, value in priorities.items():
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValidationError(f"Priority of item {item_id} must be a finite number.")
+        rows.append((int(item_id), value))
+    if not rows:
+        return 0
+    it = Item._meta.db_table
+    with transaction.atomic(), connection.cursor() as cursor:
+        _bump_priority_epoch(project)
+        # One statement (PostgreSQL) / primary-key updates (SQLite): the item rows stay locked
+        # from here to COMMIT, and claimers SKIP LOCKED past them meanwhile, so keep it short.
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"UPDATE {it} SET priority = v.p FROM unnest(%s::bigint[], %s::float8[])"
+                f" AS v(id, p) WHERE {it}.id = v.id AND {it}.project_id = %s",
+                [[r[0] for r in rows], [r[1] for r in rows], project.pk],
+            )
+            updated = cursor.rowcount
+        else:
+            cursor.executemany(
+                f"UPDATE {it} SET priority = %s WHERE id = %s AND project_id = %s",
+                [(value, item_id, project.pk) for item_id, value in rows],
+            )
+            updated = cursor.rowcount
         audit(action="set_priorities", project=project, data={"items": updated})
     return updated
 
@@ -213,6 +244,7 @@ def set_project_ordering(*, project, ordering: str, actor=None) -> Project:
             f"Unknown ordering {ordering!r}; use one of {Project.Ordering.values}"
         )
     with transaction.atomic():
+        _bump_priority_epoch(project)
         Project.objects.filter(pk=project.pk).update(ordering=ordering)
         project.ordering = ordering
         # Uncertainty: until an item is scored it waits behind the scored ones, FIFO among its
@@ -296,10 +328,13 @@ def _claim_sql(*, gold: bool, multi: bool, use_cursor: bool, n_exclude: int, loc
         Annotation._meta.db_table,
     )
     excl = ", ".join(["%s"] * n_exclude)
+    # The project's priority epoch, read in the statement's snapshot (the same one that orders
+    # by priority) and stamped on the lease: an uncorrelated subquery, evaluated once.
+    epoch = f"(SELECT pe.priority_epoch FROM {Project._meta.db_table} pe WHERE pe.id = %s)"
     parts = [
         f"INSERT INTO {a} (item_id, project_id, annotator_id, status, expires_at, created_at,"
-        " updated_at)",
-        "SELECT i.id, i.project_id, %s, 'active', %s, %s, %s",
+        " updated_at, priority_epoch)",
+        f"SELECT i.id, i.project_id, %s, 'active', %s, %s, %s, {epoch}",
         f"FROM {it} i",
     ]
     if gold:
@@ -324,9 +359,12 @@ def _claim_sql(*, gold: bool, multi: bool, use_cursor: bool, n_exclude: int, loc
         if use_cursor:
             # Overlap > 1: start after this annotator's last claim so that the items they
             # already labeled (still open, waiting for others) are not re-scanned every time.
+            # Only a claim of the current priority epoch is a position: after a rewrite the
+            # annotator starts again from the new top.
             last = (
                 f"FROM {a} ca JOIN {it} ci ON ci.id = ca.item_id WHERE ca.annotator_id = %s"
-                " AND ca.project_id = %s AND NOT ci.is_gold ORDER BY ca.id DESC LIMIT 1"
+                f" AND ca.project_id = %s AND ca.priority_epoch = {epoch}"
+                " AND NOT ci.is_gold ORDER BY ca.id DESC LIMIT 1"
             )
             parts.append(
                 f"AND (i.priority, i.id) > (COALESCE((SELECT ci.priority {last}), -1e300),"
@@ -353,6 +391,7 @@ def _claim_params(*, gold, multi, use_cursor, exclude, project, user_id, now, ex
     ops = connection.ops
     now_db = ops.adapt_datetimefield_value(now)
     params = [user_id, ops.adapt_datetimefield_value(expires), now_db, now_db, project.pk]
+    params.append(project.pk)
     if gold:
         params.append(user_id)
     else:
@@ -360,7 +399,7 @@ def _claim_params(*, gold, multi, use_cursor, exclude, project, user_id, now, ex
         if multi:
             params.append(user_id)
         if use_cursor:
-            params += [user_id, project.pk, user_id, project.pk]
+            params += [user_id, project.pk, project.pk] * 2
     params += list(exclude)
     params += [user_id, project.pk, now_db]
     params += list(exclude)
