@@ -227,3 +227,25 @@ def test_ranker_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):
     # Other lists: the checkpoint is not reused.
     again = train_ranker(lists[:-1], config(), checkpoint_dir=tmp_path / "b", **kw)
     assert again.resumed_from_step == 0
+
+
+def test_ranker_and_encoder_train_across_two_processes(tmp_path):
+    """Two CPU processes started as a job with num_processes=2 starts them (jobs.runner): each
+    process trains on its shard of the lists (half the steps per epoch), gradients are
+    all-reduced, so both end with the same weights; rank 0 writes the checkpoint."""
+    import json
+    import os
+    import subprocess
+
+    from jobs.runner import launcher
+
+    cmd = [*launcher(2, "cpu"), "-m", "tests.ranking.ddp_train", str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RFSTUDIO_DEVICE": "cpu"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2] and [r["main"] for r in ranks] == [True, False]
+    assert ranks[0]["steps"] == 2 * 2  # 60 lists / 16 = 4 batches per epoch, 2 per process
+    assert ranks[0]["ranker"] == ranks[1]["ranker"] and ranks[0]["encoder"] == ranks[1]["encoder"]
+    assert ranks[0]["history"] == ranks[1]["history"]  # the logged loss is the mean over ranks
+    assert (tmp_path / "ranker" / "last" / "training_state.pt").is_file()
