@@ -249,3 +249,47 @@ def test_ranker_and_encoder_train_across_two_processes(tmp_path):
     assert ranks[0]["ranker"] == ranks[1]["ranker"] and ranks[0]["encoder"] == ranks[1]["encoder"]
     assert ranks[0]["history"] == ranks[1]["history"]  # the logged loss is the mean over ranks
     assert (tmp_path / "ranker" / "last" / "training_state.pt").is_file()
+
+
+def test_served_creative_stage_equals_the_model_on_the_same_lists():
+    """CreativeStage (precomputed projections, one batched forward) gives the scores, pCTR,
+    order and contributions the ranker gives on collated lists, ragged lists included."""
+    from ranking.ml.serving import CreativeStage
+
+    config = RankerConfig(
+        segment_features=["s0", "s1"],
+        product_features=["p"],
+        creative_features=["f0", "f1"],
+        hidden=[16, 8],
+        stage1_hidden=[8],
+        jac_buckets=64,
+    )
+    model = train_ranker(_toy_lists(40), config, epochs=2, batch_size=16).model
+    rng = np.random.default_rng(3)
+    lists = _toy_lists(30, L=5, seed=2)
+    for i, lst in enumerate(lists):  # ragged: 2..5 creatives, one segment for all
+        n = 2 + i % 4
+        lst.creatives, lst.segment = lst.creatives[:n], lists[0].segment
+        lst.impressions, lst.clicks = lst.impressions[:n], lst.clicks[:n]
+        lst.product = rng.random(1).astype(np.float32)
+    counts = np.array([len(lst.creatives) for lst in lists])
+    padded = np.zeros((len(lists), 5, 2), np.float32)
+    for i, lst in enumerate(lists):
+        padded[i, : counts[i]] = lst.creatives
+    stage = CreativeStage(model, np.stack([lst.product for lst in lists]), padded, counts)
+    expected, p_ctr = score_lists(model, lists)
+    rows = [7, 0, 29, 3]
+    for ranked, which in ((stage.rank(lists[0].segment), range(30)),
+                          (stage.rank(lists[0].segment, rows), rows)):  # fmt: skip
+        assert np.allclose(ranked.p_ctr, [p_ctr[i] for i in which], atol=1e-6)
+        for k, i in enumerate(which):
+            n = counts[i]
+            assert np.allclose(ranked.scores[k, :n], expected[i], atol=1e-5)
+            assert np.isinf(ranked.scores[k, n:]).all()
+            assert ranked.order[k, :n].tolist() == np.argsort(-expected[i], kind="stable").tolist()
+    want = model.contributions(collate([lists[i] for i in rows], config), ["f0", "f1"], top=2)
+    got = stage.contributions(lists[0].segment, rows, ["f0", "f1"], top=2)
+    for a, b in zip(want, got, strict=True):
+        for x, y in zip(a, b, strict=False):  # padding columns past the shorter batch's width
+            assert [n for n, _ in x] == [n for n, _ in y]
+            assert np.allclose([v for _, v in x], [v for _, v in y], atol=1e-3)
