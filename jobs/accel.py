@@ -41,6 +41,8 @@ def make_accelerator(
     cpu = not device.startswith("cuda") or not torch.cuda.is_available()
     if mixed_precision not in ("auto", "no", "bf16", "fp16"):
         raise ValueError(f"unknown mixed_precision {mixed_precision!r}")
+    if not cpu and ":" in device and "LOCAL_RANK" not in os.environ:
+        torch.cuda.set_device(device)  # RFSTUDIO_DEVICE=cuda:1: a single process on that GPU
     if cpu:
         mixed_precision = "no"
     elif mixed_precision == "auto":
