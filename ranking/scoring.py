@@ -114,6 +114,7 @@ def evaluate(
 # Concurrency: built outside the lock (two requests may both build one; the last stored wins,
 # both are correct), swapped in under it; a CreativeStage is read-only once built.
 STAGE_TTL_SECONDS = 600.0
+MAX_SERVED = 4  # rankers kept per process (two side by side on the preview page, and spares)
 _SERVED: dict[tuple[str, str, str], ServedCatalogue] = {}
 
 
@@ -173,10 +174,11 @@ def served_catalogue(model: RankingModel, device: str = "cpu") -> ServedCatalogu
         return hit
     built = _build_served(ranker, encoder, version)
     with _LOCK:
-        if built is None:
-            _SERVED.pop(key, None)
-        else:
-            _SERVED[key] = built
+        _SERVED.pop(key, None)
+        if built is not None:
+            _SERVED[key] = built  # newest last: the oldest built goes first
+            while len(_SERVED) > MAX_SERVED:
+                _SERVED.pop(next(iter(_SERVED)))
     return built
 
 
