@@ -6,10 +6,12 @@
   held-out products; the Faiss index is built per encoder from the stored embeddings.
 - `train_ranker` (gpu): the two-stage list-wise ranker on a time-based split, evaluated against
   the baselines, registered with its metrics.
-Both train through `accelerate` (jobs.accel), checkpoint into ctx.work_dir (`<…>-train/last/`,
-swapped in atomically) and resume there on the next attempt; they are `distributed` (param
-num_processes > 1 runs every rank under `accelerate launch`; rank 0 evaluates and registers).
 - `ranking_preview` (gpu): ranked lists of every product for one segment, stored for the page.
+
+The two training kinds run through `accelerate` (jobs.accel), checkpoint into ctx.work_dir
+(`<…>-train/last/`, swapped in atomically) and resume there on the next attempt; they are
+`distributed` (param num_processes > 1 runs every rank under `accelerate launch`, torchrun on
+CPU; rank 0 evaluates and registers).
 """
 
 from __future__ import annotations
@@ -528,7 +530,7 @@ def register_kinds() -> None:
             description="MoCo v3 contrastive encoder; embeddings and recall@k on held-out SKUs.",
             resumable=True,
             max_attempts=2,
-            distributed=True,  # num_processes > 1: accelerate launch
+            distributed=True,  # num_processes > 1: one process per GPU
         )
     )
     register(
@@ -541,7 +543,7 @@ def register_kinds() -> None:
             description="Two-stage list-wise ranker on impression logs (time-based split).",
             resumable=True,
             max_attempts=2,
-            distributed=True,  # num_processes > 1: accelerate launch
+            distributed=True,  # num_processes > 1: one process per GPU
         )
     )
     register(
