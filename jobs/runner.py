@@ -192,14 +192,21 @@ def _jsonable(result):
 
 
 # --- multi-process (accelerate) ----------------------------------------------------------------
-def launch_command(job_id: int, attempt: int, n: int, device: str) -> list[str]:
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(n)]
-    cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+def launcher(n: int, device: str) -> list[str]:
+    """The command that starts `n` processes of a module (append `-m module args…`).
+
+    GPUs: `accelerate launch --multi_gpu`. CPU: torchrun, because `accelerate launch --cpu`
+    starts a single process for N > 1 (it expects mpirun); `Accelerator(cpu=True)` joins
+    torchrun's process group (gloo) all the same."""
     if device.startswith("cuda"):
-        cmd += ["--multi_gpu"]
-    else:
-        cmd += ["--cpu"]
-    return [*cmd, "-m", "jobs.launch", str(job_id), str(attempt)]
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(n)]
+        cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+        return [*cmd, "--multi_gpu"]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}"]
+
+
+def launch_command(job_id: int, attempt: int, n: int, device: str) -> list[str]:
+    return [*launcher(n, device), "-m", "jobs.launch", str(job_id), str(attempt)]
 
 
 def _run_distributed(ctx: JobContext, n: int):

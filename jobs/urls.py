@@ -1,5 +1,7 @@
 from django.urls import path
 
+import core.converters  # noqa: F401 - <id:...>, whichever URL conf loads first
+
 from . import views
 
 app_name = "jobs"

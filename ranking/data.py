@@ -190,6 +190,11 @@ def _vec(values: dict[str, float], names: list[str]) -> np.ndarray:
     return np.array([values.get(n, 0.0) for n in names], np.float32)
 
 
+def segment_vector(features: dict | None, config) -> np.ndarray:
+    """A segment's input vector in the ranker's order (as build_lists makes it)."""
+    return _vec(segment_values(features), config.segment_features)
+
+
 def build_lists(
     groups: dict[tuple[str, int], list[int]],
     cat: Catalogue,
@@ -215,7 +220,7 @@ def build_lists(
         lists.append(
             ListData(
                 key=(slug, cat.sku.get(pid, str(pid))),
-                segment=_vec(segment_values(seg_features.get(slug)), config.segment_features),
+                segment=segment_vector(seg_features.get(slug), config),
                 product=_vec(
                     {**product_values(cat.category.get(pid, "")), "product.bias": 1.0},
                     config.product_features,

@@ -7,6 +7,11 @@
 - `train_ranker` (gpu): the two-stage list-wise ranker on a time-based split, evaluated against
   the baselines, registered with its metrics.
 - `ranking_preview` (gpu): ranked lists of every product for one segment, stored for the page.
+
+The two training kinds run through `accelerate` (jobs.accel), checkpoint into ctx.work_dir
+(`<…>-train/last/`, swapped in atomically) and resume there on the next attempt; they are
+`distributed` (param num_processes > 1 runs every rank under `accelerate launch`, torchrun on
+CPU; rank 0 evaluates and registers).
 """
 
 from __future__ import annotations
@@ -301,7 +306,7 @@ def run_train_encoder(ctx) -> dict:
     held = set(rng.permutation(products)[:n_held].tolist()) if len(products) > 2 else set()
     train_idx = [i for i, g in enumerate(groups) if g not in held]
     config = EncoderConfig(image_size=size)
-    encoder = train_encoder(
+    trained = train_encoder(
         images[train_idx],
         [groups[i] for i in train_idx],
         config,
@@ -311,12 +316,16 @@ def run_train_encoder(ctx) -> dict:
         seed=params["seed"],
         device=ctx.device,
         reporter=ctx.reporter,
-        checkpoint_dir=ctx.work_dir,  # a swept or retried attempt resumes here
+        checkpoint_dir=Path(ctx.work_dir) / "encoder-train",  # a later attempt resumes here
     )
+    if not trained.is_main_process:  # under accelerate launch, rank 0 embeds and registers
+        return None
+    encoder = trained.encoder
     ctx.reporter.progress(0, None, phase="embedding")
     vectors = embed_images(encoder, images, device=ctx.device)
     held_idx = [i for i, g in enumerate(groups) if g in held]
     metrics = {
+        "resumed_from_step": trained.resumed_from_step,
         "heldout_products": len(held),
         "train_creatives": len(train_idx),
         "heldout": recall_at_k(vectors[held_idx], [groups[i] for i in held_idx])
@@ -406,7 +415,7 @@ def run_train_ranker(ctx) -> dict:
         f"{len(lists)} training lists; {len(config.creative_features)} creative features"
         f"{', embeddings of ' + encoder.name if encoder else ''}"
     )
-    model, history = train_ranker(
+    trained = train_ranker(
         lists,
         config,
         epochs=params["epochs"],
@@ -415,7 +424,11 @@ def run_train_ranker(ctx) -> dict:
         seed=params["seed"],
         device=ctx.device,
         reporter=ctx.reporter,
+        checkpoint_dir=Path(ctx.work_dir) / "ranker-train",  # a later attempt resumes here
     )
+    if not trained.is_main_process:  # under accelerate launch, rank 0 evaluates and registers
+        return None
+    model, history = trained.model, trained.history
     ctx.reporter.progress(0, None, phase="evaluating on held-out days")
     metrics = evaluate(model, test_agg, train_agg, device=ctx.device, seed=params["seed"])
     metrics["windows"] = {
@@ -423,6 +436,7 @@ def run_train_ranker(ctx) -> dict:
         "test": [str(te_lo), str(te_hi)],
     }
     metrics["history"] = history
+    metrics["resumed_from_step"] = trained.resumed_from_step
     out_dir = Path(ctx.work_dir) / "ranker"
     model.save_pretrained(out_dir)
     CreativeRanker.from_pretrained(out_dir)  # fail here, not at serving time
@@ -516,6 +530,7 @@ def register_kinds() -> None:
             description="MoCo v3 contrastive encoder; embeddings and recall@k on held-out SKUs.",
             resumable=True,
             max_attempts=2,
+            distributed=True,  # num_processes > 1: one process per GPU
         )
     )
     register(
@@ -528,6 +543,7 @@ def register_kinds() -> None:
             description="Two-stage list-wise ranker on impression logs (time-based split).",
             resumable=True,
             max_attempts=2,
+            distributed=True,  # num_processes > 1: one process per GPU
         )
     )
     register(

@@ -30,3 +30,15 @@ def rfnet_p_available(*, creative_ids: Iterable[int], model=None) -> dict[int, d
         cid: {"p_available": p, "probs": probs or {}, "label": label, "model": model.name}
         for cid, p, probs, label in rows
     }
+
+
+def scores_version(model=None) -> tuple:
+    """What changes when RFNet's stored verdicts do (serving caches key on it): the scoring
+    model and (count, max id) of its scores."""
+    from django.db.models import Count, Max
+
+    model = model or scoring_model()
+    if model is None:
+        return (None,)
+    agg = CreativeScore.objects.filter(model=model).aggregate(n=Count("id"), m=Max("id"))
+    return (model.pk, agg["n"], agg["m"])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -14,11 +16,14 @@ from .data import (
     catalogue,
     group_by_list,
     segment_features_by_slug,
+    segment_vector,
 )
 from .ml.metrics import EvalList, evaluate_lists, random_baseline
 from .ml.ranker import CreativeRanker, smoothed_ctr
+from .ml.serving import CreativeStage
 from .ml.training import score_lists
 from .models import RankingModel
+from .selectors import catalogue_version
 
 _MODELS: dict[tuple[str, str, str], CreativeRanker] = {}
 _LOCK = threading.Lock()
@@ -103,6 +108,80 @@ def evaluate(
     return metrics
 
 
+# --- serving ---------------------------------------------------------------------------------
+# A served catalogue per (ranker, device): the CreativeStage of every product with creatives,
+# rebuilt when catalogue_version() changes or after STAGE_TTL_SECONDS (rows rewritten in place).
+# Concurrency: built outside the lock (two requests may both build one; the last stored wins,
+# both are correct), swapped in under it; a CreativeStage is read-only once built.
+STAGE_TTL_SECONDS = 600.0
+MAX_SERVED = 4  # rankers kept per process (two side by side on the preview page, and spares)
+_SERVED: dict[tuple[str, str, str], ServedCatalogue] = {}
+
+
+@dataclass
+class ServedCatalogue:
+    version: tuple
+    built_at: float  # time.monotonic()
+    stage: CreativeStage
+    product_ids: np.ndarray  # (P,) product of each stage row
+    sku: list[str]  # (P,)
+    creative_ids: np.ndarray  # (P, L) creative of each column; -1 = padding
+    row_of: dict[int, int]  # product id → stage row
+
+
+def _build_served(ranker: CreativeRanker, encoder, version: tuple) -> ServedCatalogue | None:
+    cids_by_product: dict[int, list[int]] = {}
+    for cid, pid in Creative.objects.order_by("product_id", "id").values_list("id", "product_id"):
+        cids_by_product.setdefault(pid, []).append(cid)
+    if not cids_by_product:
+        return None
+    cat = catalogue([c for cs in cids_by_product.values() for c in cs], encoder)
+    groups = {("", pid): cids for pid, cids in cids_by_product.items()}
+    lists = build_lists(groups, cat, {}, ranker.config)
+    counts = np.array([len(lst.creative_ids) for lst in lists], np.int64)
+    width, n_in = int(counts.max()), lists[0].creatives.shape[1]
+    creatives = np.zeros((len(lists), width, n_in), np.float32)
+    creative_ids = np.full((len(lists), width), -1, np.int64)
+    for i, lst in enumerate(lists):  # once per catalogue version, not per request
+        creatives[i, : counts[i]] = lst.creatives
+        creative_ids[i, : counts[i]] = lst.creative_ids
+    stage = CreativeStage(ranker, np.stack([lst.product for lst in lists]), creatives, counts)
+    product_ids = np.array(list(cids_by_product), np.int64)
+    return ServedCatalogue(
+        version=version,
+        built_at=time.monotonic(),
+        stage=stage,
+        product_ids=product_ids,
+        sku=[lst.key[1] for lst in lists],
+        creative_ids=creative_ids,
+        row_of={int(pid): i for i, pid in enumerate(product_ids)},
+    )
+
+
+def served_catalogue(model: RankingModel, device: str = "cpu") -> ServedCatalogue | None:
+    """The ranker's precomputed creative stage over the current catalogue (None: no creatives)."""
+    ranker = load_ranker(model, device)
+    encoder = encoder_of(ranker.config)
+    version = catalogue_version(encoder=encoder)
+    key = (str(model.checkpoint_path), model.created_at.isoformat(), device)
+    with _LOCK:
+        hit = _SERVED.get(key)
+    if (
+        hit is not None
+        and hit.version == version
+        and time.monotonic() - hit.built_at < STAGE_TTL_SECONDS
+    ):
+        return hit
+    built = _build_served(ranker, encoder, version)
+    with _LOCK:
+        _SERVED.pop(key, None)
+        if built is not None:
+            _SERVED[key] = built  # newest last: the oldest built goes first
+            while len(_SERVED) > MAX_SERVED:
+                _SERVED.pop(next(iter(_SERVED)))
+    return built
+
+
 def rank_products(
     model: RankingModel,
     *,
@@ -113,50 +192,42 @@ def rank_products(
     top: int = 3,
 ) -> list[dict]:
     """Every creative of each product in the ranker's order for `segment`:
-    [{product_id, sku, p_ctr, creatives: [{creative_id, score, rank, contributions}]}]."""
-    from .ml.training import collate
+    [{product_id, sku, p_ctr, creatives: [{creative_id, score, rank, contributions}]}].
 
-    ranker = load_ranker(model, device)
-    config = ranker.config
-    product_ids = [p.pk for p in products]
-    cids_by_product: dict[int, list[int]] = {}
-    for cid, pid in (
-        Creative.objects.filter(product_id__in=product_ids)
-        .order_by("id")
-        .values_list("id", "product_id")
-    ):
-        cids_by_product.setdefault(pid, []).append(cid)
-    all_ids = [c for cs in cids_by_product.values() for c in cs]
-    if not all_ids:
+    Scores come from the served catalogue (one batched forward for all the products); the
+    Python below only shapes the answer."""
+    served = served_catalogue(model, device)
+    if served is None:
         return []
-    cat = catalogue(all_ids, encoder_of(config))
-    groups = {(segment.slug, pid): cids for pid, cids in cids_by_product.items()}
-    lists = build_lists(groups, cat, {segment.slug: segment.features}, config)
-    scores, p_ctrs = score_lists(ranker, lists, device=device)
-    contribs = []
+    rows = [served.row_of[p.pk] for p in products if p.pk in served.row_of]
+    if not rows:
+        return []
+    config = served.stage.ranker.config
+    seg = segment_vector(segment.features, config)
+    ranked = served.stage.rank(seg, rows)
+    contribs: list = []
     if explain:
-        for i in range(0, len(lists), 256):
-            chunk = lists[i : i + 256]
-            contribs += ranker.contributions(
-                collate(chunk, config, device), config.creative_features, top=top
+        for i in range(0, len(rows), 256):
+            contribs += served.stage.contributions(
+                seg, rows[i : i + 256], config.creative_features, top=top
             )
     out = []
-    for i, (lst, s) in enumerate(zip(lists, scores, strict=True)):
-        order = np.argsort(-s, kind="mergesort")
-        pid = cat.product_of[lst.creative_ids[0]]
+    for i, row in enumerate(rows):
+        cids = served.creative_ids[row]
+        order = ranked.order[i, : ranked.counts[i]]
         out.append(
             {
-                "product_id": pid,
-                "sku": lst.key[1],
-                "p_ctr": p_ctrs[i],
+                "product_id": int(served.product_ids[row]),
+                "sku": served.sku[row],
+                "p_ctr": float(ranked.p_ctr[i]),
                 "creatives": [
                     {
-                        "creative_id": lst.creative_ids[j],
+                        "creative_id": int(cids[j]),
                         "rank": r + 1,
-                        "score": float(s[j]),
+                        "score": float(ranked.scores[i, j]),
                         "contributions": contribs[i][j] if contribs else [],
                     }
-                    for r, j in enumerate(order)
+                    for r, j in enumerate(order.tolist())
                 ],
             }
         )

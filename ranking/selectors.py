@@ -50,6 +50,31 @@ def embeddings(*, encoder: RankingModel, creative_ids) -> dict[int, np.ndarray]:
     return {cid: np.frombuffer(bytes(v), np.float32) for cid, v in rows}
 
 
+def catalogue_version(*, encoder: RankingModel | None = None) -> tuple:
+    """(count, max id) of every table a ranker's inputs come from - creatives, products,
+    features, the encoder's embeddings - and RFNet's verdicts: a served catalogue built under
+    another version is stale. Rows rewritten in place (the same key upserted again) keep the
+    version; the serving cache also expires by age for those (ranking.scoring)."""
+    from django.db.models import Count, Max
+
+    from generation.models import Creative, Product
+
+    from .rfnet import scores_version
+
+    def agg(qs):
+        row = qs.aggregate(n=Count("id"), m=Max("id"))
+        return (row["n"], row["m"])
+
+    embedded = CreativeEmbedding.objects.filter(encoder=encoder) if encoder is not None else None
+    return (
+        agg(Creative.objects.all()),
+        agg(Product.objects.all()),
+        agg(CreativeFeatures.objects.all()),
+        agg(embedded) if embedded is not None else None,
+        scores_version(),
+    )
+
+
 def segments_for_preview():
     return Segment.objects.order_by("slug")
 

@@ -14,10 +14,12 @@ import copy
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -106,10 +108,18 @@ class MoCo(nn.Module):
                 k.mul_(m).add_(p.detach(), alpha=1 - m)
 
     def contrastive(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """InfoNCE; across processes (accelerate/DDP) every process's keys are negatives, as in
+        MoCo v3 (keys carry no gradient, so a plain all-gather suffices)."""
         t = self.encoder.config.temperature
         q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
+        offset = 0
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            keys = [torch.empty_like(k) for _ in range(dist.get_world_size())]
+            dist.all_gather(keys, k.contiguous())
+            offset = dist.get_rank() * len(k)
+            k = torch.cat(keys)
         logits = q @ k.T / t
-        labels = torch.arange(len(q), device=q.device)
+        labels = torch.arange(len(q), device=q.device) + offset
         return F.cross_entropy(logits, labels) * (2 * t)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, m: float) -> torch.Tensor:
@@ -161,6 +171,24 @@ def _positives(groups: Sequence[str], idx: np.ndarray, rate: float, rng) -> np.n
     return out
 
 
+def _fingerprint(images: np.ndarray, groups: Sequence[str], config, hyper: list) -> str:
+    """What a checkpoint must match to be resumed (creatives added between two attempts change
+    the training set; such a checkpoint is not reused)."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256(json.dumps([config.to_dict(), hyper, list(groups)]).encode())
+    h.update(np.ascontiguousarray(images).tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class EncoderTraining:
+    encoder: CreativeEncoder  # the query encoder, eval mode, on the training device
+    resumed_from_step: int  # 0 unless a checkpoint was found
+    is_main_process: bool = True
+
+
 def train_encoder(
     images: np.ndarray,
     groups: Sequence[str],
@@ -170,61 +198,84 @@ def train_encoder(
     batch_size: int = 64,
     lr: float = 1e-3,
     seed: int = 0,
-    device: str = "cpu",
+    device: str | None = None,
+    mixed_precision: str = "auto",
     reporter=None,
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int = 50,
-) -> CreativeEncoder:
-    """Train from (N, S, S, 3) uint8 images of creatives and their product ids.
+) -> EncoderTraining:
+    """Train from (N, S, S, 3) uint8 images of creatives and their product ids, under
+    `accelerate` (one device, or every process of `accelerate launch`; `batch_size` is per
+    process, each drawing its own pairs, and every process's keys are negatives).
 
-    With `checkpoint_dir`, the query/key encoders, optimiser and random states are saved there
-    (atomically) every `checkpoint_every` steps, and a later call resumes from the last one."""
+    With `checkpoint_dir`, `<checkpoint_dir>/last/` (query and key encoders, optimiser, step,
+    random states) is swapped in atomically every `checkpoint_every` steps; a later call
+    resumes there and, on one process, ends with the weights of an uninterrupted run."""
+    from jobs.accel import load_checkpoint, make_accelerator, save_checkpoint  # Django-free
+
+    accelerator = make_accelerator(device, mixed_precision=mixed_precision)
+    rank = accelerator.process_index
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed if rank == 0 else [seed, rank])
+    gen = torch.Generator().manual_seed(seed + 1_000_003 * rank)
     encoder = CreativeEncoder(config)
-    moco = MoCo(encoder).to(device).train()
+    moco = MoCo(encoder).train()
+    if accelerator.num_processes > 1 and accelerator.device.type == "cuda":
+        moco = nn.SyncBatchNorm.convert_sync_batchnorm(moco)  # MoCo v3's SyncBN
     x_all = normalize_images(images)
-    opt = torch.optim.AdamW(encoder.parameters(), lr=lr, weight_decay=1e-4)
+    raw_optimizer = torch.optim.AdamW(moco.encoder.parameters(), lr=lr, weight_decay=1e-4)
     batch_size = max(2, min(batch_size, len(images)))
-    ckpt = Path(checkpoint_dir) / "encoder-checkpoint.pt" if checkpoint_dir else None
+    last = Path(checkpoint_dir) / "last" if checkpoint_dir else None
     start = 0
-    if ckpt is not None and ckpt.is_file():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        moco.load_state_dict(state["moco"])
-        opt.load_state_dict(state["opt"])
-        rng.bit_generator.state = state["rng"]
-        gen.set_state(state["gen"])
-        start = state["step"]
+    fingerprint = _fingerprint(images, groups, config, [steps, batch_size, lr, seed,
+                               accelerator.num_processes])  # fmt: skip
+    saved = last and load_checkpoint(
+        last, modules={"moco": moco}, optimizer=raw_optimizer, fingerprint=fingerprint
+    )
+    if saved and saved.get("stale"):
+        if reporter is not None:
+            reporter.log("The checkpoint holds other creatives or settings: training afresh.")
+    elif saved:
+        rng.bit_generator.state = saved["extra"]["rng"]
+        gen.set_state(saved["extra"]["gen"])
+        start = saved["step"]
         if reporter is not None:
             reporter.log(f"Resuming the encoder at step {start}.")
+    model, optimizer = accelerator.prepare(moco, raw_optimizer)
+    moco = accelerator.unwrap_model(model)
+    dev = accelerator.device
     for step in range(start, steps):
         idx = rng.choice(len(images), size=batch_size, replace=len(images) < batch_size)
         pos = _positives(groups, idx, config.product_pair_rate, rng)
-        x1 = augment(x_all[idx], gen).to(device)
-        x2 = augment(x_all[pos], gen).to(device)
+        x1 = augment(x_all[idx], gen).to(dev)
+        x2 = augment(x_all[pos], gen).to(dev)
         # Momentum rises from config.momentum to 1 on a cosine schedule (MoCo v3).
         m = 1 - (1 - config.momentum) * (math.cos(math.pi * step / max(1, steps)) + 1) / 2
-        loss = moco(x1, x2, m)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        with accelerator.autocast():
+            loss = model(x1, x2, m)
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        optimizer.step()
         if reporter is not None:
             reporter.progress(step + 1, steps, phase="contrastive training")
             if step % 10 == 0 or step == steps - 1:
-                reporter.metric("loss", float(loss.detach()), step=step)
-        if ckpt is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
-            from jobs.files import atomic_save  # Django-free
-
-            state = {
-                "moco": moco.state_dict(),
-                "opt": opt.state_dict(),
-                "rng": rng.bit_generator.state,
-                "gen": gen.get_state(),
-                "step": step + 1,
-            }
-            atomic_save(ckpt, lambda path, state=state: torch.save(state, path))
-    return encoder.eval()
+                mean = accelerator.reduce(loss.detach().float(), "mean")
+                reporter.metric("loss", float(mean), step=step)
+        due = last is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps
+        if due and accelerator.is_main_process:
+            save_checkpoint(
+                last,
+                modules={"moco": moco},
+                optimizer=raw_optimizer,
+                step=step + 1,
+                extra={
+                    "rng": rng.bit_generator.state,
+                    "gen": gen.get_state(),
+                    "fingerprint": fingerprint,
+                },
+            )
+    accelerator.wait_for_everyone()
+    return EncoderTraining(moco.encoder.eval(), start, accelerator.is_main_process)
 
 
 @torch.no_grad()

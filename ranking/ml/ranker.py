@@ -74,6 +74,22 @@ class Batch:
     impressions: torch.Tensor | None = None  # (B, L)
     clicks: torch.Tensor | None = None  # (B, L)
 
+    def to(self, device, non_blocking: bool = False) -> Batch:
+        """On `device` (accelerate's prepared data loader calls this)."""
+        return Batch(
+            *(
+                None if t is None else t.to(device, non_blocking=non_blocking)
+                for t in (
+                    self.segment,
+                    self.product,
+                    self.creative,
+                    self.mask,
+                    self.impressions,
+                    self.clicks,
+                )
+            )
+        )
+
 
 class CreativeRanker(nn.Module):
     def __init__(self, config: RankerConfig) -> None:
@@ -88,15 +104,21 @@ class CreativeRanker(nn.Module):
         self.stage2 = _mlp(s + c + config.jac_dim + 1, config.hidden, config.dropout)
 
     def forward(
-        self, batch: Batch, creative_proj: torch.Tensor | None = None
+        self,
+        batch: Batch,
+        creative_proj: torch.Tensor | None = None,
+        return_loss: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(creative scores (B, L) — logits of the creative's CTR, stage-one logits (B,)).
+        """(creative scores (B, L) — logits of the creative's CTR, stage-one logits (B,)), or
+        with `return_loss` (training through accelerate/DDP) `loss(batch)`.
 
         The creative stage's first layer is applied in parts, W·[seg, creative, cond] =
         W_c·creative + (W_s·seg + W_j·cond + b): the list-level part once per list instead of
         once per creative, and no (B, L, ·) concatenation. `creative_proj` = W_c·creative may be
         passed precomputed (`project_creatives`): it depends on the creative alone, so a server
         can cache it per creative."""
+        if return_loss:
+            return self.loss(batch)
         cfg = self.config
         logit1 = self.stage1(torch.cat([batch.segment, batch.product], -1)).squeeze(-1)
         p_ctr = torch.sigmoid(logit1).detach()

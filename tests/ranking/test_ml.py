@@ -72,6 +72,27 @@ def _toy_images(n_products=6, per=3, size=32, seed=0):
     return np.stack(images), groups
 
 
+class Killed(Exception):
+    """Stands in for the worker being killed (SIGKILL, a swept heartbeat) mid-run."""
+
+
+class KillAt:
+    """A reporter that kills the run when progress reaches `step`; logs what it is told."""
+
+    def __init__(self, step: int | None = None) -> None:
+        self.step, self.logs = step, []
+
+    def progress(self, step, total=None, phase=None) -> None:
+        if self.step is not None and step >= self.step:
+            raise Killed(step)
+
+    def metric(self, name, value, step=None) -> None:
+        pass
+
+    def log(self, message) -> None:
+        self.logs.append(message)
+
+
 def test_encoder_training_step_and_faiss_recall(tmp_path):
     torch.manual_seed(0)
     config = EncoderConfig(image_size=32, widths=[8, 16], embed_dim=16, proj_dim=8, hidden_dim=16)
@@ -86,18 +107,21 @@ def test_encoder_training_step_and_faiss_recall(tmp_path):
     assert any(
         not torch.equal(a, b) for a, b in zip(before, moco.key_backbone.parameters(), strict=True)
     )
-    encoder = train_encoder(images, groups, config, steps=3, batch_size=8)
-    # A run checkpointed at step 2, resumed from there to 3 = 3 steps straight.
-    train_encoder(
-        images,
-        groups,
-        config,
-        steps=3,
-        batch_size=8,
-        checkpoint_dir=tmp_path,
-        checkpoint_every=2,
-    )
-    assert (tmp_path / "encoder-checkpoint.pt").is_file()
+    encoder = train_encoder(images, groups, config, steps=3, batch_size=8).encoder
+    # A run killed after its step-2 checkpoint resumes there and ends where the straight run
+    # ends (the random streams are part of the checkpoint).
+    with pytest.raises(Killed):
+        train_encoder(
+            images,
+            groups,
+            config,
+            steps=3,
+            batch_size=8,
+            checkpoint_dir=tmp_path,
+            checkpoint_every=2,
+            reporter=KillAt(3),
+        )
+    assert (tmp_path / "last" / "training_state.pt").is_file()
     resumed = train_encoder(
         images,
         groups,
@@ -107,8 +131,14 @@ def test_encoder_training_step_and_faiss_recall(tmp_path):
         checkpoint_dir=tmp_path,
         checkpoint_every=2,
     )
+    assert resumed.resumed_from_step == 2
     x = torch.from_numpy(images[:2]).permute(0, 3, 1, 2).float() / 255
-    assert torch.allclose(encoder.eval().embed(x), resumed.eval().embed(x), atol=1e-5)
+    assert torch.allclose(encoder.eval().embed(x), resumed.encoder.embed(x), atol=1e-5)
+    # Other creatives or settings: the checkpoint is not reused.
+    other = train_encoder(
+        images[:-1], groups[:-1], config, steps=3, batch_size=8, checkpoint_dir=tmp_path
+    )
+    assert other.resumed_from_step == 0
     encoder.save_pretrained(tmp_path / "enc")
     again = CreativeEncoder.from_pretrained(tmp_path / "enc")
     x = torch.from_numpy(images[:2]).permute(0, 3, 1, 2).float() / 255
@@ -153,7 +183,9 @@ def test_ranker_learns_a_toy_preference_and_round_trips(tmp_path):
         jac_buckets=64,
     )
     train, test = _toy_lists(60), _toy_lists(30, seed=1)
-    model, history = train_ranker(train, config, epochs=25, batch_size=16, lr=1e-2)
+    result = train_ranker(train, config, epochs=25, batch_size=16, lr=1e-2)
+    model, history = result.model, result.history
+    assert result.resumed_from_step == 0 and result.steps == 25 * 4
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     scores, p_ctr = score_lists(model, test)
     lists = [EvalList(t.key, t.impressions, t.clicks) for t in test]
@@ -165,3 +197,99 @@ def test_ranker_learns_a_toy_preference_and_round_trips(tmp_path):
     assert np.allclose(score_lists(again, test)[0][0], scores[0], atol=1e-6)
     contrib = model.contributions(collate(test[:2], config), ["f0", "f1"], top=2)
     assert [name for name, _ in contrib[0][0]] in (["f0", "f1"], ["f1", "f0"])
+
+
+def test_ranker_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):
+    """Killed after step 7 (checkpoints at 3, 6 and each epoch end of 4 steps), the rerun
+    resumes at step 6 — mid-epoch: the epoch's order is a function of (seed, epoch), the
+    finished batches are skipped, dropout draws continue from the saved random state — and
+    ends with the weights and history of a run never interrupted."""
+    config = lambda: RankerConfig(  # noqa: E731
+        segment_features=["s0", "s1"],
+        product_features=["p"],
+        creative_features=["f0", "f1"],
+        hidden=[16, 8],
+        stage1_hidden=[8],
+        jac_buckets=64,
+    )
+    lists = _toy_lists(60)
+    kw = dict(epochs=3, batch_size=16, lr=1e-2, checkpoint_every=3)
+    straight = train_ranker(lists, config(), checkpoint_dir=tmp_path / "a", **kw)
+    with pytest.raises(Killed):
+        train_ranker(lists, config(), checkpoint_dir=tmp_path / "b", reporter=KillAt(8), **kw)
+    assert not [p for p in (tmp_path / "b").iterdir() if p.name.startswith(".")]  # no debris
+    rep = KillAt()
+    resumed = train_ranker(lists, config(), checkpoint_dir=tmp_path / "b", reporter=rep, **kw)
+    assert resumed.resumed_from_step == 6 and rep.logs == ["Resuming the ranker at step 6 of 12."]
+    assert resumed.history == straight.history
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # Other lists: the checkpoint is not reused.
+    again = train_ranker(lists[:-1], config(), checkpoint_dir=tmp_path / "b", **kw)
+    assert again.resumed_from_step == 0
+
+
+def test_ranker_and_encoder_train_across_two_processes(tmp_path):
+    """Two CPU processes started as a job with num_processes=2 starts them (jobs.runner): each
+    process trains on its shard of the lists (half the steps per epoch), gradients are
+    all-reduced, so both end with the same weights; rank 0 writes the checkpoint."""
+    import json
+    import os
+    import subprocess
+
+    from jobs.runner import launcher
+
+    cmd = [*launcher(2, "cpu"), "-m", "tests.ranking.ddp_train", str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RFSTUDIO_DEVICE": "cpu"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2] and [r["main"] for r in ranks] == [True, False]
+    assert ranks[0]["steps"] == 2 * 2  # 60 lists / 16 = 4 batches per epoch, 2 per process
+    assert ranks[0]["ranker"] == ranks[1]["ranker"] and ranks[0]["encoder"] == ranks[1]["encoder"]
+    assert ranks[0]["history"] == ranks[1]["history"]  # the logged loss is the mean over ranks
+    assert (tmp_path / "ranker" / "last" / "training_state.pt").is_file()
+
+
+def test_served_creative_stage_equals_the_model_on_the_same_lists():
+    """CreativeStage (precomputed projections, one batched forward) gives the scores, pCTR,
+    order and contributions the ranker gives on collated lists, ragged lists included."""
+    from ranking.ml.serving import CreativeStage
+
+    config = RankerConfig(
+        segment_features=["s0", "s1"],
+        product_features=["p"],
+        creative_features=["f0", "f1"],
+        hidden=[16, 8],
+        stage1_hidden=[8],
+        jac_buckets=64,
+    )
+    model = train_ranker(_toy_lists(40), config, epochs=2, batch_size=16).model
+    rng = np.random.default_rng(3)
+    lists = _toy_lists(30, L=5, seed=2)
+    for i, lst in enumerate(lists):  # ragged: 2..5 creatives, one segment for all
+        n = 2 + i % 4
+        lst.creatives, lst.segment = lst.creatives[:n], lists[0].segment
+        lst.impressions, lst.clicks = lst.impressions[:n], lst.clicks[:n]
+        lst.product = rng.random(1).astype(np.float32)
+    counts = np.array([len(lst.creatives) for lst in lists])
+    padded = np.zeros((len(lists), 5, 2), np.float32)
+    for i, lst in enumerate(lists):
+        padded[i, : counts[i]] = lst.creatives
+    stage = CreativeStage(model, np.stack([lst.product for lst in lists]), padded, counts)
+    expected, p_ctr = score_lists(model, lists)
+    rows = [7, 0, 29, 3]
+    for ranked, which in ((stage.rank(lists[0].segment), range(30)),
+                          (stage.rank(lists[0].segment, rows), rows)):  # fmt: skip
+        assert np.allclose(ranked.p_ctr, [p_ctr[i] for i in which], atol=1e-6)
+        for k, i in enumerate(which):
+            n = counts[i]
+            assert np.allclose(ranked.scores[k, :n], expected[i], atol=1e-5)
+            assert np.isinf(ranked.scores[k, n:]).all()
+            assert ranked.order[k, :n].tolist() == np.argsort(-expected[i], kind="stable").tolist()
+    want = model.contributions(collate([lists[i] for i in rows], config), ["f0", "f1"], top=2)
+    got = stage.contributions(lists[0].segment, rows, ["f0", "f1"], top=2)
+    for a, b in zip(want, got, strict=True):
+        for x, y in zip(a, b, strict=False):  # padding columns past the shorter batch's width
+            assert [n for n, _ in x] == [n for n, _ in y]
+            assert np.allclose([v for _, v in x], [v for _, v in y], atol=1e-3)

@@ -4,6 +4,7 @@ command twins (in the foreground; the worker path is in test_end_to_end.py)."""
 import json
 
 import pytest
+import torch
 from django.core.management import CommandError, call_command
 
 from ranking.models import CreativeEmbedding, CreativeFeatures, PreviewEntry, RankingModel
@@ -114,3 +115,40 @@ def test_pipeline_commands(logged, tmp_path, capsys):
     assert PreviewEntry.objects.filter(model=ranker).count() == 2 * 19  # the late one too
     top = PreviewEntry.objects.filter(segment__slug="a", rank=1).first()
     assert top.contributions and len(top.contributions[0]) == 2
+
+
+def test_train_ranker_job_killed_midway_resumes_to_the_same_model(logged):
+    """The job as a worker runs it, killed at step 8 (epoch-end checkpoints at 3, 6, 9): the
+    next attempt resumes at step 6 from the job's work dir and registers the weights a job that
+    was never interrupted registers."""
+    from safetensors.torch import load_file
+
+    from jobs.kinds import get_kind
+    from jobs.params import clean_params
+    from jobs.runner import JobContext, work_dir_for
+    from jobs.services import enqueue_job
+    from ranking.jobs import run_train_ranker
+
+    from .test_ml import KillAt, Killed
+
+    def run(job, reporter, attempt=1):
+        cleaned, _ = clean_params(get_kind(job.kind), job.params)
+        ctx = JobContext(job=job, params=cleaned, reporter=reporter, work_dir=work_dir_for(job),
+                         device="cpu", attempt=attempt)  # fmt: skip
+        return run_train_ranker(ctx)
+
+    params = dict(epochs=4, batch_size=4, encoder="none", holdout_days=2)  # 12 lists: 3 steps
+    straight = enqueue_job(kind="train_ranker", params={**params, "name": "a"}, dispatch=False)
+    assert run(straight, KillAt())["ranker"] == "a"
+    job = enqueue_job(kind="train_ranker", params={**params, "name": "b"}, dispatch=False)
+    with pytest.raises(Killed):
+        run(job, KillAt(8))
+    assert not RankingModel.objects.filter(name="b").exists()
+    log = KillAt()
+    assert run(job, log, attempt=2)["ranker"] == "b"
+    assert "Resuming the ranker at step 6 of 12." in log.logs
+    a, b = (RankingModel.objects.get(name=n) for n in "ab")
+    assert b.metrics["resumed_from_step"] == 6 and a.metrics["resumed_from_step"] == 0
+    assert a.metrics["history"] == b.metrics["history"]
+    wa, wb = (load_file(str(m.checkpoint_path / "model.safetensors")) for m in (a, b))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)

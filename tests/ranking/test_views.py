@@ -95,6 +95,25 @@ def check_live_api(trained):
     assert api.get("/api/ranking/preview/?segment=b").status_code == 400
     assert api.get("/api/ranking/preview/?segment=b&sku=nope").status_code == 404
     assert api.get("/api/ranking/preview/?segment=b&sku=P-1&model=zzz").status_code == 404
+    # Served from the ranker's precomputed catalogue: a fixed number of queries however many
+    # creatives there are, and a creative added since is ranked on the next request.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.factories import make_creative
+
+    url = "/api/ranking/preview/?segment=b&sku=P-1&model=r1"
+    with CaptureQueriesContext(connection) as before:
+        api.get(url)
+    make_creative(product=trained["P-1"][0].product, external_id="P-1-late")
+    body = api.get(url).json()
+    assert {c["external_id"] for c in body["creatives"]} == {
+        *(f"P-1-c{i}" for i in range(3)),
+        "P-1-late",
+    }
+    with CaptureQueriesContext(connection) as after:
+        api.get(url)
+    assert len(after) == len(before) <= 13, [q["sql"] for q in after.captured_queries]
 
 
 def check_similar_creatives_panel_on_qa_page(trained, client):

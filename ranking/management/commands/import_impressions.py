@@ -23,3 +23,7 @@ class Command(BaseCommand):
             f"Imported {result.rows} rows ({result.segments_created} new segments) in "
             f"{result.seconds:.1f}s ({result.rate:,.0f} rows/s)."
         )
+        if options["verbosity"] > 1:
+            self.stdout.write(
+                "phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.phases.items())
+            )
