@@ -28,6 +28,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from jobs.accel import make_accelerator
+from jobs.devices import pick_device
+
 from .calibration import CALIBRATION_NAME, apply_calibration, fit_temperature
 from .config import RFNetConfig
 from .data import CachedDataset, Sample, build_cache, make_collate
@@ -85,21 +88,12 @@ class TrainResult:
 
 
 def resolve_device(device: str | None = None) -> str:
-    device = device or os.environ.get("RFSTUDIO_DEVICE") or ""
-    if device:
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """The one device rule (jobs.devices): RFSTUDIO_DEVICE, else CUDA when present, else CPU."""
+    return pick_device(device)
 
 
 def _accelerator(tc: TrainConfig):
-    from accelerate import Accelerator
-
-    device = resolve_device(tc.device)
-    cpu = not device.startswith("cuda") or not torch.cuda.is_available()
-    mp = tc.mixed_precision
-    if mp == "auto":
-        mp = "no" if cpu else ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
-    return Accelerator(cpu=cpu, mixed_precision="no" if cpu else mp)
+    return make_accelerator(tc.device, mixed_precision=tc.mixed_precision)
 
 
 def _seed_all(seed: int) -> None:

@@ -45,6 +45,9 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from jobs.accel import make_accelerator
+from jobs.devices import pick_device
+
 from .finetune_config import CONFIG_NAME, FinetuneConfig
 
 LAST_DIR = "last"
@@ -317,10 +320,8 @@ class _Null:
 
 
 def resolve_device(device: str | None = None) -> str:
-    device = device or os.environ.get("RFSTUDIO_DEVICE") or ""
-    if device:
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """The one device rule (jobs.devices): RFSTUDIO_DEVICE, else CUDA when present, else CPU."""
+    return pick_device(device)
 
 
 def lora_target_modules(model: nn.Module) -> list[str]:
@@ -376,12 +377,12 @@ def merged_controlnet(controlnet: nn.Module, lora: bool) -> nn.Module:
     return merged
 
 
-def _mixed_precision(config: FinetuneConfig, device: str) -> str:
-    if not device.startswith("cuda") or not torch.cuda.is_available():
-        return "no"
-    if config.mixed_precision == "auto":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return config.mixed_precision
+def _accelerator(config: FinetuneConfig):
+    return make_accelerator(
+        config.device,
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+    )
 
 
 def _step_generator(config: FinetuneConfig, step: int, process: int, device) -> torch.Generator:
@@ -416,7 +417,6 @@ def finetune(
     on_step: Callable[[int, dict], None] | None = None,
 ) -> FinetuneResult:
     """Train components.controlnet against `reward`; see the module docstring."""
-    from accelerate import Accelerator
     from safetensors.torch import load_file, save_file
 
     from jobs.files import atomic_save, atomic_write_dir
@@ -424,13 +424,8 @@ def finetune(
     reporter = reporter or _Null()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(config.device)
-    mp = _mixed_precision(config, device)
-    accelerator = Accelerator(
-        cpu=not device.startswith("cuda"),
-        mixed_precision=mp,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-    )
+    accelerator = _accelerator(config)
+    mp = accelerator.mixed_precision
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mp, torch.float32)
     if regulariser is None and config.uses_regulariser:
         regulariser = ConsistentCondition()

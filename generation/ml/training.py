@@ -35,6 +35,9 @@ import torch
 from PIL import Image
 from torch import nn
 
+from jobs.accel import make_accelerator
+from jobs.devices import pick_device
+
 from . import processing
 from .config import DiffusionConfig, SampleConfig
 from .pipeline import (
@@ -196,18 +199,16 @@ def build_dataset(
 
 
 def resolve_device(device: str | None = None) -> str:
-    device = device or os.environ.get("RFSTUDIO_DEVICE") or ""
-    if device:
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """The one device rule (jobs.devices): RFSTUDIO_DEVICE, else CUDA when present, else CPU."""
+    return pick_device(device)
 
 
-def _mixed_precision(config: TrainConfig, device: str) -> str:
-    if not device.startswith("cuda") or not torch.cuda.is_available():
-        return "no"
-    if config.mixed_precision == "auto":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return config.mixed_precision
+def _accelerator(config: TrainConfig):
+    return make_accelerator(
+        config.device,
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+    )
 
 
 def _trained_modules(components: Components, config: TrainConfig) -> dict[str, nn.Module]:
@@ -256,7 +257,6 @@ def train(
     sample_products: Sequence[tuple[Image.Image, str]] = (),
 ) -> TrainResult:
     """Train (from `model_config`) or fine-tune (`components`, e.g. a loaded SD-1.5 folder)."""
-    from accelerate import Accelerator
     from diffusers.training_utils import EMAModel
     from safetensors.torch import load_file, save_file
 
@@ -272,13 +272,7 @@ def train(
         words = [w for ex in examples for w in ex.prompt.replace(",", " ").split()]
         components = build_components(model_config, seed=config.seed, words=words)
     size = components.config.size if components.config else config.sample.size
-    device = resolve_device(config.device)
-    mp = _mixed_precision(config, device)
-    accelerator = Accelerator(
-        cpu=not device.startswith("cuda"),
-        mixed_precision=mp,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-    )
+    accelerator = _accelerator(config)
     torch.manual_seed(config.seed)
     data = build_dataset(examples, size, config.sample, reporter)
     n = len(data["prompts"])
@@ -333,6 +327,7 @@ def train(
         start, history = int(state["step"]), list(state["history"])
         reporter.log(f"resuming from checkpoint at step {start}")
 
+    mp = accelerator.mixed_precision
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mp, torch.float32)
     dev = accelerator.device
     for m in (components.unet, components.controlnet, components.text_encoder, components.vae):
