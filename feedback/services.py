@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotation.models import Item, LabelSchema, Project
+from jobs.files import install_staged, staged_copy
 
 from .analysis import summarize
 from .models import CreativeScore, Evaluation, FeedbackModel
@@ -46,11 +45,7 @@ def register_model(
     source_dir = Path(source_dir)
     if not source_dir.is_dir():
         raise ValidationError(f"Checkpoint folder {source_dir} does not exist.")
-    root = Path(settings.RFSTUDIO_MODELS_DIR)
-    root.mkdir(parents=True, exist_ok=True)
-    staging = root / f".staging-{uuid.uuid4().hex}"
-    shutil.copytree(source_dir, staging)
-    try:
+    with staged_copy(source_dir, settings.RFSTUDIO_MODELS_DIR) as staging:
         for _ in range(50):
             n = FeedbackModel.objects.filter(name__startswith=f"{name_prefix}-").count() + 1
             name = f"{name_prefix}-{n}"
@@ -69,10 +64,7 @@ def register_model(
                         job=job,
                         created_by=created_by,
                     )
-                    final = root / name
-                    if final.exists():  # left by an attempt whose transaction rolled back
-                        final.rename(root / f".stale-{name}-{uuid.uuid4().hex[:8]}")
-                    staging.rename(final)
+                    install_staged(staging, name)
                     model.checkpoint = name
                     model.save(update_fields=["checkpoint"])
                 return model
@@ -85,9 +77,6 @@ def register_model(
                     continue  # the name was taken concurrently: try the next number
                 raise
         raise ValidationError(f"Could not find a free model name for {name_prefix}.")
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 def promote_model(*, model: FeedbackModel) -> FeedbackModel:

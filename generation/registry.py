@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import uuid
 from pathlib import Path
 
 from django.conf import settings
@@ -21,6 +20,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from generation.models import DiffusionModel
+from jobs.files import staged_copy
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
@@ -192,9 +192,8 @@ def _install(source: Path, name: str) -> Path:
     target = root / name
     if target.exists():
         raise ValidationError(f"Model folder {target} already exists.")
-    staging = root / f".staging-{uuid.uuid4().hex}"
-    shutil.copytree(source, staging)
-    os.replace(staging, target)
+    with staged_copy(source, root) as staging:
+        os.replace(staging, target)
     return target
 
 

@@ -8,6 +8,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -78,3 +79,28 @@ def atomic_write_dir(target: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_copy(source: str | os.PathLike, root: str | os.PathLike) -> Iterator[Path]:
+    """Copy folder `source` into a hidden staging folder under `root` (the filesystem of its
+    final place, so installing it is one rename: `install_staged`); removed unless installed."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    staging = root / f".staging-{uuid.uuid4().hex}"
+    shutil.copytree(source, staging)
+    try:
+        yield staging
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def install_staged(staging: Path, name: str) -> Path:
+    """Rename `staging` to `<root>/<name>`, inside the database transaction that records it. A
+    folder already there was left by an attempt whose transaction rolled back: moved aside."""
+    final = staging.parent / name
+    if final.exists():
+        final.rename(staging.parent / f".stale-{name}-{uuid.uuid4().hex[:8]}")
+    staging.rename(final)
+    return final

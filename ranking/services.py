@@ -15,8 +15,6 @@ Concurrency:
 
 from __future__ import annotations
 
-import shutil
-import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -24,6 +22,8 @@ import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+
+from jobs.files import install_staged, staged_copy
 
 from .models import CreativeEmbedding, CreativeFeatures, PreviewEntry, RankingModel, Segment
 
@@ -83,35 +83,27 @@ def register_model(
     if not source_dir.is_dir():
         raise ValidationError(f"Checkpoint folder {source_dir} does not exist.")
     root = Path(settings.RFSTUDIO_MODELS_DIR) / MODELS_SUBDIR
-    root.mkdir(parents=True, exist_ok=True)
-    staging = root / f".staging-{uuid.uuid4().hex}"
-    shutil.copytree(source_dir, staging)
-    try:
-        with transaction.atomic():
-            model = RankingModel.objects.create(
-                kind=kind,
-                name=name,
-                config=config,
-                metrics=metrics,
-                job=job,
-                created_by=created_by,
-            )
-            final = root / name
-            if final.exists():  # left by an attempt whose transaction rolled back
-                final.rename(root / f".stale-{name}-{uuid.uuid4().hex[:8]}")
-            staging.rename(final)
-            model.checkpoint = f"{MODELS_SUBDIR}/{name}"
-            model.save(update_fields=["checkpoint"])
-        return model
-    except IntegrityError:
-        if job is not None:
-            existing = RankingModel.objects.filter(job=job).first()
-            if existing is not None:
-                return existing
-        raise ValidationError(f"A ranking model named {name!r} already exists.")
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+    with staged_copy(source_dir, root) as staging:
+        try:
+            with transaction.atomic():
+                model = RankingModel.objects.create(
+                    kind=kind,
+                    name=name,
+                    config=config,
+                    metrics=metrics,
+                    job=job,
+                    created_by=created_by,
+                )
+                install_staged(staging, name)
+                model.checkpoint = f"{MODELS_SUBDIR}/{name}"
+                model.save(update_fields=["checkpoint"])
+            return model
+        except IntegrityError:
+            if job is not None:
+                existing = RankingModel.objects.filter(job=job).first()
+                if existing is not None:
+                    return existing
+            raise ValidationError(f"A ranking model named {name!r} already exists.") from None
 
 
 def update_metrics(*, model: RankingModel, metrics: dict) -> None:
