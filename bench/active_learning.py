@@ -167,6 +167,90 @@ def features(samples, cache_dir: Path, size: int) -> np.ndarray:
     return np.concatenate([region_stats(maps), random_conv(maps)], 1)
 
 
+def feature_rfnet(args, manifest: Path, exclude_groups: set[str], leaveout: bool) -> Path:
+    """A `small` RFNet trained on OTHER creatives (generator seed `--feature-seed`, not the
+    simulation's manifest) whose product families exclude `exclude_groups` (the simulation's
+    val and test families; for the leave-out test, val and the held-out kinds and mechanisms): the
+    previous model version a team would have when it starts labelling a new batch. Only its
+    pooled embedding is used, frozen."""
+    from rfnet import leaveout_splits, load_manifest
+
+    from feedback.ml.data import group_split
+    from feedback.ml.presets import preset
+    from feedback.ml.training import TrainConfig, train
+    from generation.synthetic import write_manifest
+
+    work = Path(args.work)
+    tag = f"n{args.feature_n}-s{args.feature_seed}-{args.feature_gen_size}px"
+    out = work / f"feature-rfnet-{args.test}-{tag}"
+    if (out / "best" / "rfnet_config.json").exists():
+        return out / "best"
+    data = work / f"feature-data-{tag}"
+    fm = data / "manifest.jsonl"
+    if not fm.exists():
+        write_manifest(data, args.feature_n, seed=args.feature_seed, size=args.feature_gen_size)
+    if leaveout:
+        tr, va, _, _ = leaveout_splits(fm, 0)
+        samples = tr + va
+    else:
+        samples = load_manifest(fm)
+    sim_paths = {str(s.creative_path) for s in load_manifest(manifest)}
+    if {str(s.creative_path) for s in samples} & sim_paths:
+        raise SystemExit("feature RFNet data overlaps the simulation's manifest")
+    samples = [s for s in samples if s.group not in exclude_groups]
+    tr, va, _ = group_split(samples, (0.9, 0.1, 0.0), seed=args.feature_seed)
+    print(
+        f"feature RFNet: train {len(tr)} val {len(va)}, {len(exclude_groups)} families excluded",
+        flush=True,
+    )
+    tc = TrainConfig(
+        epochs=args.feature_epochs,
+        batch_size=32,
+        lr=1e-3,
+        schedule="cosine",
+        warmup_steps=50,
+        weight_decay=0.05,
+        seed=0,
+        cache_dir=str(work / "cache"),
+        cache_workers=1,
+        class_weighting="sqrt_inverse",
+        translate=0.04,
+        device="cpu",
+    )
+    res = train(
+        model_config=preset("small", 6, image_size=args.size),
+        train_config=tc,
+        train=tr,
+        val=va,
+        test=None,
+        out_dir=out,
+        resume=True,
+    )
+    return res.best_dir
+
+
+def rfnet_embeddings(samples, model_dir: Path, cache_dir: Path) -> np.ndarray:
+    """The frozen RFNet's pooled embedding of each sample (from the same feature cache)."""
+    import torch
+
+    from feedback.ml.data import CachedDataset, make_collate
+    from feedback.ml.model import RFNet
+
+    model = RFNet.from_pretrained(model_dir).eval()
+    cfg = model.config
+    cache = build_cache(samples, cache_dir, cfg.image_size, modalities=cfg.modalities)
+    ds = CachedDataset(cache, samples, cfg.modalities)
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=64, shuffle=False, collate_fn=make_collate(model.tokenize)
+    )
+    out = []
+    with torch.no_grad():
+        for batch in loader:
+            batch.pop("label", None)
+            out.append(model.forward_features(batch)["embedding"])
+    return torch.cat(out).numpy()
+
+
 class Learner:
     """Logistic regression + temperature on `val`: calibrated class probabilities."""
 
@@ -246,8 +330,29 @@ def main() -> None:
         help="leaveout: test = held-out product kinds and defect mechanisms (bench/rfnet.py); "
         "families: every kind and mechanism, split 70/10/20 by product family",
     )
+    ap.add_argument(
+        "--features",
+        choices=("rfnet", "randconv"),
+        default="rfnet",
+        help="rfnet: the frozen embedding of a small RFNet trained on other creatives and "
+        "families (feature_rfnet); randconv: label-free random convolutions + region statistics",
+    )
+    ap.add_argument("--feature-n", type=int, default=2000)
+    ap.add_argument("--feature-seed", type=int, default=7)
+    ap.add_argument("--feature-gen-size", type=int, default=128)
+    ap.add_argument("--feature-epochs", type=int, default=12)
     ap.add_argument("--no-append", action="store_true")
+    ap.add_argument(
+        "--plot", default=None, help="PNG of the curves (default bench/active_learning/TEST.png)"
+    )
+    ap.add_argument(
+        "--plot-only", default=None, help="draw --plot from a saved curves JSON, then stop"
+    )
     args = ap.parse_args()
+    png = Path(args.plot or ROOT / "bench" / "active_learning" / f"{args.test}.png")
+    title = f"active learning, {args.test} test: mean test macro-F1 vs labels (band: seed min-max)"
+    if args.plot_only:
+        return plot(json.loads(Path(args.plot_only).read_text()), png, title)
     work = Path(args.work)
     manifest = Path(args.manifest) if args.manifest else next(work.glob("data-*/manifest.jsonl"))
     if args.test == "leaveout":
@@ -256,7 +361,15 @@ def main() -> None:
         tr, va, te = group_split(load_manifest(manifest), (0.7, 0.1, 0.2), seed=0)
     pool = tr  # what the policies serve; `val` only calibrates, `test` only scores
     t0 = t = time.time()
-    x, x_va, x_te = (features(s, work / "cache", args.size) for s in (tr, va, te))
+    if args.features == "rfnet":
+        # Families the feature RFNet must not see: val and test (families test). For the
+        # leave-out test the held-out kinds and mechanisms are already cut from its data by
+        # leaveout_splits; its other test items share families with the pool itself.
+        held = {s.group for s in va + (te if args.test == "families" else [])}
+        model_dir = feature_rfnet(args, manifest, held, args.test == "leaveout")
+        x, x_va, x_te = (rfnet_embeddings(s, model_dir, work / "cache") for s in (tr, va, te))
+    else:
+        x, x_va, x_te = (features(s, work / "cache", args.size) for s in (tr, va, te))
     # Standardised with the unlabelled pool's statistics (no label involved).
     mu, sd = x.mean(0), x.std(0) + 1e-6
     x, x_va, x_te = ((a - mu) / sd for a in (x, x_va, x_te))
@@ -293,6 +406,7 @@ def main() -> None:
                 flush=True,
             )
     (work / "active_learning.json").write_text(json.dumps(curves))
+    plot(curves, png, title)
     text = report(curves, args, n_pool=len(pool), n_val=len(va), n_test=len(te))
     text += f"Wall time {time.time() - t0:.0f} s (features included), torch threads 1, nice 10.\n"
     print(text)
@@ -301,8 +415,66 @@ def main() -> None:
             f.write("\n" + text)
 
 
+COLOURS = {"random": (120, 120, 120), "uncertainty": (30, 90, 200), "mixed": (210, 60, 30)}
+
+
+def plot(curves, path: Path, title: str, w: int = 560, h: int = 320) -> None:
+    """Mean macro-F1 vs labels per policy (seed min-max band), drawn with PIL (no plotting
+    library): a dashed line at random's final macro-F1, a dotted one at 50% of the budget."""
+    from PIL import Image, ImageDraw
+
+    ns = np.array([r[0] for r in curves["random"][0]], float)
+    f1 = {p: np.array([[r[1] for r in c] for c in cs]) for p, cs in curves.items()}
+    lo = min(a.min() for a in f1.values()) - 0.01
+    hi = max(a.max() for a in f1.values()) + 0.01
+    pad, im = 40, Image.new("RGB", (w, h), "white")
+    d = ImageDraw.Draw(im)
+
+    def xy(n, v):
+        x = pad + (w - 2 * pad) * (n - ns[0]) / max(1.0, ns[-1] - ns[0])
+        return (x, h - pad - (h - 2 * pad) * (v - lo) / (hi - lo))
+
+    for policy, a in f1.items():
+        c = COLOURS.get(policy, (0, 0, 0))
+        band = [xy(n, v) for n, v in zip(ns, a.max(0), strict=True)]
+        band += [xy(n, v) for n, v in zip(ns[::-1], a.min(0)[::-1], strict=True)]
+        d.polygon(band, fill=tuple(int(255 - (255 - v) * 0.18) for v in c))
+    for policy, a in f1.items():
+        c = COLOURS.get(policy, (0, 0, 0))
+        d.line([xy(n, v) for n, v in zip(ns, a.mean(0), strict=True)], fill=c, width=2)
+    target = f1["random"].mean(0)[-1]
+    for k in range(0, w - 2 * pad, 8):  # dashed: random's final
+        d.line([(pad + k, xy(ns[0], target)[1]), (pad + k + 4, xy(ns[0], target)[1])], fill="black")
+    half = xy(ns[-1] / 2, lo)[0]
+    for k in range(0, h - 2 * pad, 6):
+        d.point((half, pad + k), fill="black")
+    d.rectangle([pad, pad, w - pad, h - pad], outline="black")
+    d.text((pad, 8), title, fill="black")
+    d.text((pad, 22), f"macro-F1 {lo:.2f} .. {hi:.2f}", fill="black")
+    d.text((pad, h - pad + 8), f"labels {int(ns[0])} .. {int(ns[-1])}", fill="black")
+    for i, policy in enumerate(f1):
+        d.text((w - pad - 90, h - pad - 48 + 14 * i), policy, fill=COLOURS.get(policy, (0, 0, 0)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path)
+
+
 def _first_at(ns, f1s, target):
     return next((n for n, f in zip(ns, f1s, strict=True) if f >= target), None)
+
+
+def _feature_text(args) -> str:
+    if args.features == "rfnet":
+        return (
+            f"the frozen {args.size}px embedding of a `small` RFNet trained for "
+            f"{args.feature_epochs} epochs on {args.feature_n} OTHER creatives (generator seed "
+            f"{args.feature_seed}, {args.feature_gen_size}px) without the val and test "
+            "families (families test) or without the val families and the held-out kinds and "
+            "mechanisms (leaveout test)"
+        )
+    return (
+        "frozen label-free features (fixed random convolutions over pixel-aligned maps incl. "
+        f"|creative - placed cut-out| + region statistics, {args.size}px)"
+    )
 
 
 def report(curves, args, *, n_pool, n_val, n_test) -> str:
@@ -319,9 +491,8 @@ def report(curves, args, *, n_pool, n_val, n_test) -> str:
         f"Command: `nice -n 10 python bench/active_learning.py {' '.join(sys.argv[1:])}`  ",
         f"Pool {n_pool} creatives (served by the policies), val {n_val} (temperature only), test "
         f"{n_test} ({TESTS[args.test]}). Learner: logistic "
-        f"regression (C={C_REG}) on frozen label-free features (fixed random convolutions over "
-        f"pixel-aligned maps incl. |creative - placed cut-out| + region statistics, "
-        f"{args.size}px), temperature-calibrated on val each round (mean T {temps.mean():.2f}, "
+        f"regression (C={C_REG}) on {_feature_text(args)}, temperature-calibrated on val "
+        f"each round (mean T {temps.mean():.2f}, "
         f"range {temps.min():.2f}–{temps.max():.2f}); selection = feedback.ml.active.order_items "
         f"on calibrated entropy. Start {args.start} random labels, +{args.step} per round. "
         f"Mean test macro-F1 over seeds {args.seeds} (± = half the min–max spread).",

@@ -371,7 +371,9 @@ class RFNet(nn.Module):
         x = self.norm(self.fusion(torch.cat(seq, 1)))
         n_img = e_f.shape[1]
         pooled = torch.cat([x[:, 0], x[:, 1 : 1 + n_img].mean(1)], -1)
-        out = {"logits": self.head(pooled)}
+        # "embedding": the pooled representation the heads read (frozen features for a
+        # learner outside the model, e.g. bench/active_learning.py).
+        out = {"logits": self.head(pooled), "embedding": pooled}
         if self.available_head is not None:
             out["available_logit"] = self.available_head(pooled).squeeze(-1)
         return out

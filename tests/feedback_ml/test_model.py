@@ -28,6 +28,7 @@ def test_tiny_preset_shapes_and_size():
     out = model(_batch(model), return_dict=True)
     assert out["logits"].shape == (3, 6)
     assert out["available_logit"].shape == (3,)
+    assert out["embedding"].shape == (3, model.head.in_features)
     assert sum(p.numel() for p in model.parameters()) < 30_000
 
 
