@@ -9,7 +9,8 @@ Runs against DATABASE_URL as it is (migrated first; SQLite when unset). Setup ro
 bulk-inserted through core.bulk (binary COPY on PostgreSQL) and are not timed; PostgreSQL then
 runs ANALYZE. Each page is built 5 times in process with the selectors the pages use (ORM + SQL,
 no HTTP; `qa_queue` includes its pending count, capped at 10,000; the disagreements page runs no
-COUNT); medians are appended to bench/RESULTS.md.
+COUNT and is keyset-paged by `?after=<confidence>:<item id>`); medians are appended to
+bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -107,10 +108,18 @@ def main() -> None:
         rows = []
         for cid in creative_ids:
             probs, p = score(cid)
-            rows.append((cid, model.pk, probs, p, "available", 0.5))
+            rows.append((cid, model.pk, probs, p, "available", p, 0.5))
         bulk.insert_rows(
             CreativeScore,
-            ["creative", "model", "probs", "p_available", "predicted_label", "uncertainty"],
+            [
+                "creative",
+                "model",
+                "probs",
+                "p_available",
+                "predicted_label",
+                "confidence",
+                "uncertainty",
+            ],
             rows,
         )
         del rows
@@ -130,13 +139,17 @@ def main() -> None:
     total = queryset.count()  # for the description only (the page does not count)
     pages = max(1, -(-total // 50))
 
-    def page(number):
-        def build():  # what feedback.views.disagreements does: one row more, no COUNT
-            start = (number - 1) * 50
-            found = list(queryset[start : start + 51])
-            return fb_selectors.disagreement_rows(found[:50])
+    def cursor(number):
+        """The keyset cursor that opens page `number` (found with OFFSET here, untimed)."""
+        if number <= 1:
+            return None
+        confidence, item_id = queryset.values_list("confidence", "pk")[(number - 1) * 50 - 1]
+        return fb_selectors.DisagreementCursor(confidence, item_id)
 
-        return build
+    def page(number):
+        after = cursor(number)
+        # what feedback.views.disagreements does: keyset, one row more, no COUNT
+        return lambda: fb_selectors.disagreements_page(project=project, model=model, after=after)
 
     results["disagreements first"] = timed(page(1), repeat=3)
     results["disagreements middle"] = timed(page(max(1, pages // 2)), repeat=3)

@@ -25,6 +25,8 @@ def summarize(probs: Sequence[float], class_names: Sequence[str], available="ava
         "probs": probs_by_slug,
         "p_available": probs_by_slug.get(available, 0.0),
         "predicted_label": class_names[k],
+        # Exactly the stored probs entry (rounded alike): pages compare the two.
+        "confidence": probs_by_slug[class_names[k]],
         "uncertainty": round(min(max(uncertainty, 0.0), 1.0), 6),
     }
 

@@ -120,6 +120,7 @@ class ScoreUploadsRequestSerializer(serializers.Serializer):
 class UploadScoreSerializer(serializers.Serializer):
     predicted_label = serializers.CharField()
     p_available = serializers.FloatField()
+    confidence = serializers.FloatField(help_text="The probability of `predicted_label`.")
     uncertainty = serializers.FloatField(help_text="Normalised entropy in [0, 1].")
     probs = serializers.DictField(child=serializers.FloatField(), help_text="{class slug: p}")
 

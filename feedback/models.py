@@ -108,6 +108,9 @@ class CreativeScore(models.Model):
     probs = models.JSONField()  # {slug: probability}
     p_available = models.FloatField()
     predicted_label = models.SlugField(max_length=100)
+    # probs[predicted_label], stored (not read from the JSON) so the disagreements page walks an
+    # index in confidence order instead of sorting every disagreement by a JSON value.
+    confidence = models.FloatField()
     # Normalised entropy of probs in [0, 1]; the queue serves high values first.
     uncertainty = models.FloatField()
     created = models.DateTimeField(auto_now_add=True)
@@ -116,8 +119,18 @@ class CreativeScore(models.Model):
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(fields=["creative", "model"], name="creativescore_unique"),
+            models.CheckConstraint(
+                condition=Q(confidence__gte=0.0, confidence__lte=1.0),
+                name="creativescore_confidence_0_1",
+            ),
         ]
-        indexes = [models.Index(fields=["model", "creative"], name="creativescore_model_idx")]
+        indexes = [
+            models.Index(fields=["model", "creative"], name="creativescore_model_idx"),
+            # The disagreements page: the model's scores, most confident first (keyset paging).
+            models.Index(
+                fields=["model", "-confidence", "creative"], name="creativescore_conf_idx"
+            ),
+        ]
 
 
 class TrainingDataset(DatasetVersion):

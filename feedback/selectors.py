@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import F, FilteredRelation, FloatField, Func, Q, prefetch_related_objects
+from django.db.models import F, FilteredRelation, Q, prefetch_related_objects
 from django.db.models.functions import Coalesce
 
 from annotation.models import Annotation, DatasetVersion, Item, Project
+from core import limits
 
 from .models import CreativeScore, Evaluation, FeedbackModel
+
+DISAGREEMENTS_PAGE = 50
 
 
 class ModelNotFound(ObjectDoesNotExist):
@@ -115,34 +120,53 @@ def verdict_for_item(item: Item) -> dict | None:
     }
 
 
-class _JSONFloat(Func):
-    """`json_column[key_expression]` as a float, the key being another column's value (Django's
-    key transforms take constant keys only). NULL when the key is absent."""
+@dataclass(frozen=True)
+class DisagreementCursor:
+    """Where a page of disagreements ends: `?after=<confidence>:<item id>` (keyset paging). The
+    confidence is written with repr(), which round-trips a float exactly, so the next page's
+    `WHERE` compares equal to the stored value."""
 
-    output_field = FloatField()
-    arity = 2
+    confidence: float
+    item_id: int
 
-    def as_postgresql(self, compiler, connection, **extra):
-        (data, data_params), (key, key_params) = (
-            compiler.compile(e) for e in self.get_source_expressions()
-        )
-        return f"(({data}) ->> ({key}))::double precision", (*data_params, *key_params)
+    def __str__(self) -> str:
+        return f"{self.confidence!r}:{self.item_id}"
 
-    def as_sqlite(self, compiler, connection, **extra):
-        (data, data_params), (key, key_params) = (
-            compiler.compile(e) for e in self.get_source_expressions()
-        )
-        # Quoted member name: slugs may contain '-'.
-        sql = f"CAST(json_extract({data}, '$.\"' || ({key}) || '\"') AS REAL)"
-        return sql, (*data_params, *key_params)
+    @classmethod
+    def parse(cls, value: str) -> DisagreementCursor:
+        """Raises ValueError with a message a person can act on."""
+        confidence, sep, item_id = (value or "").strip().partition(":")
+        try:
+            if not sep:
+                raise ValueError
+            parsed = cls(float(confidence), int(item_id))
+        except ValueError:
+            raise ValueError(
+                "`after` must be <confidence>:<item id>, e.g. 0.93:1234; "
+                f"got {(value or '')[:40]!r}."
+            ) from None
+        if not 0.0 <= parsed.confidence <= 1.0:  # also rejects nan
+            raise ValueError("`after`: the confidence must be between 0 and 1.")
+        if not 1 <= parsed.item_id <= limits.MAX_ID:
+            raise ValueError("`after`: the item id must be a positive id.")
+        return parsed
+
+
+@dataclass
+class DisagreementPage:
+    rows: list[dict]
+    after: DisagreementCursor | None  # where this page starts (None: the first page)
+    next_after: DisagreementCursor | None  # the cursor of the next page, None on the last
 
 
 def disagreements_queryset(*, project: Project, model: FeedbackModel):
     """Items whose human label (adjudicated, else consensus) differs from `model`'s prediction,
-    most confident disagreements first, computed in SQL (one join to the model's scores; pages
-    of a million-item project never load the other rows). Rows carry `human`, `predicted`,
-    `confidence` (the model's probability for its prediction) and the score's `probs`; the
-    page's creatives are loaded by `disagreement_rows`, so the sort handles narrow rows."""
+    most confident disagreements first (ties by item id), computed in SQL (one join to the
+    model's scores; pages of a million-item project never load the other rows). The order is the
+    stored `CreativeScore.confidence`, so PostgreSQL can walk `creativescore_conf_idx` and stop
+    after a page instead of sorting every disagreement. Rows carry `human`, `predicted`,
+    `confidence` and the score's `probs`; the page's creatives are loaded by
+    `disagreement_rows`."""
     return (
         Item.objects.filter(project=project)
         .annotate(
@@ -154,25 +178,37 @@ def disagreements_queryset(*, project: Project, model: FeedbackModel):
         )
         .filter(human__isnull=False, predicted__isnull=False)
         .filter(~Q(predicted=F("human")))
-        .annotate(
-            confidence=Coalesce(_JSONFloat(F("score__probs"), F("predicted")), 0.0),
-            probs=F("score__probs"),
-        )
+        .annotate(confidence=F("score__confidence"), probs=F("score__probs"))
         .only("id", "creative_id")
         .order_by("-confidence", "id")
     )
 
 
-def disagreements(
-    *, project: Project, limit: int = 50, offset: int = 0, model: FeedbackModel | None = None
-) -> list[dict]:
-    """One page of `disagreements_queryset` for the active model (empty without one)."""
-    model = model or active_model(schema=project.schema)
-    if model is None:
-        return []
-    return disagreement_rows(
-        disagreements_queryset(project=project, model=model)[offset : offset + limit]
-    )
+def disagreements_page(
+    *,
+    project: Project,
+    model: FeedbackModel,
+    after: DisagreementCursor | None = None,
+    limit: int = DISAGREEMENTS_PAGE,
+) -> DisagreementPage:
+    """One page of `disagreements_queryset` after `after` (keyset: a deep page starts at its
+    cursor, where OFFSET re-read every row before it). Two queries: the page (one row more than
+    `limit`, to know whether there is a next one; no COUNT) and its creatives."""
+    queryset = disagreements_queryset(project=project, model=model)
+    if after is not None:
+        # (confidence, id) after the cursor in (desc, asc) order. The redundant `lte` is the
+        # index range; the OR alone would be a filter over every row.
+        tie = Q(confidence=after.confidence, pk__gt=after.item_id)
+        queryset = queryset.filter(
+            Q(confidence__lte=after.confidence), Q(confidence__lt=after.confidence) | tie
+        )
+    found = list(queryset[: limit + 1])
+    rows = disagreement_rows(found[:limit])
+    next_after = None
+    if len(found) > limit:
+        last = rows[-1]
+        next_after = DisagreementCursor(last["confidence"], last["item"].pk)
+    return DisagreementPage(rows=rows, after=after, next_after=next_after)
 
 
 def disagreement_rows(items) -> list[dict]:

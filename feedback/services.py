@@ -136,7 +136,7 @@ def store_scores(*, model: FeedbackModel, creative_ids: Sequence[int], probs: np
             rows,
             update_conflicts=True,
             unique_fields=["creative", "model"],
-            update_fields=["probs", "p_available", "predicted_label", "uncertainty"],
+            update_fields=["probs", "p_available", "predicted_label", "confidence", "uncertainty"],
         )
     return len(rows)
 

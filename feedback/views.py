@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -14,7 +15,6 @@ from core.policy import is_ml_engineer, rule
 from . import selectors, services
 from .models import FeedbackModel
 
-DISAGREEMENTS_PER_PAGE = 50
 _PAGES = "RFNet pages are for QA and ML engineers."
 _MANAGE = "Only ML engineers may promote or retire models."
 
@@ -155,35 +155,27 @@ def disagreements(request):
     projects = Project.objects.filter(archived=False)
     slug = request.GET.get("project", "")
     project = get_object_or_404(Project, slug=slug) if slug else None
+    after = None
+    if request.GET.get("after"):
+        try:
+            after = selectors.DisagreementCursor.parse(request.GET["after"])
+        except ValueError as exc:
+            # A hand-edited or truncated link: say what is wrong instead of guessing a page.
+            return HttpResponseBadRequest(str(exc), content_type="text/plain; charset=utf-8")
     model = selectors.active_model(schema=project.schema) if project else None
-    rows, page = [], None
+    page = None
     if model is not None:
-        # Paged in SQL: LIMIT/OFFSET over the ordered join, one row more than the page to know
-        # whether there is a next one. No COUNT: it is a second pass over every scored item
-        # (half of the page's cost at 1M items, bench/RESULTS.md).
-        number = _page_number(request.GET.get("page"))
-        start = (number - 1) * DISAGREEMENTS_PER_PAGE
-        queryset = selectors.disagreements_queryset(project=project, model=model)
-        found = list(queryset[start : start + DISAGREEMENTS_PER_PAGE + 1])
-        rows = selectors.disagreement_rows(found[:DISAGREEMENTS_PER_PAGE])
-        page = {
-            "number": number,
-            "previous": number - 1 if number > 1 else None,
-            "next": number + 1 if len(found) > DISAGREEMENTS_PER_PAGE else None,
-            "first": start + 1,
-            "last": start + len(rows),
-        }
+        # Keyset paging (?after=<confidence>:<item id>), no COUNT: every page costs what the
+        # first does at 1M items, where OFFSET re-read every row before the page.
+        page = selectors.disagreements_page(project=project, model=model, after=after)
     return render(
         request,
         "feedback/disagreements.html",
-        {"projects": projects, "project": project, "rows": rows, "model": model, "page": page},
+        {
+            "projects": projects,
+            "project": project,
+            "rows": page.rows if page else [],
+            "model": model,
+            "page": page,
+        },
     )
-
-
-def _page_number(value) -> int:
-    """?page=: a positive number (at most 100,000 pages deep); anything else is page 1."""
-    try:
-        number = int(value or 1)
-    except (TypeError, ValueError):
-        return 1
-    return number if 1 <= number <= 100_000 else 1

@@ -70,16 +70,24 @@ def test_default_random_share_and_the_setting(register, settings):
         # beyond the head
         return sum(1 for k, item in enumerate(order) if rank[item] > head + k) / head
 
-    settings.RFSTUDIO_ACTIVE_LEARNING = {"audit_share": 0.0, "product_cap": None}
+    # A pinned seed: the default (the project's pk) follows PostgreSQL's sequences, which earlier
+    # tests advance, and ~14% of seeds miss these tolerances on 250 slots.
+    settings.RFSTUDIO_ACTIVE_LEARNING = {"audit_share": 0.0, "product_cap": None, "seed": 1}
     services.promote_model(model=model)  # default random_share: 20%
     assert out_of_turn() == pytest.approx(0.2 * 0.75, abs=0.06)
-    settings.RFSTUDIO_ACTIVE_LEARNING = {"audit_share": 0.0, "product_cap": None, "random_share": 0}
+    settings.RFSTUDIO_ACTIVE_LEARNING = {
+        "audit_share": 0.0,
+        "product_cap": None,
+        "random_share": 0,
+        "seed": 1,
+    }
     services.apply_uncertainty_priorities(project=project)
     assert _served(project) == ids
     settings.RFSTUDIO_ACTIVE_LEARNING = {
         "audit_share": 0.0,
         "product_cap": None,
         "random_share": 0.5,
+        "seed": 1,
     }
     services.apply_uncertainty_priorities(project=project)
     assert out_of_turn() == pytest.approx(0.5 * 0.75, abs=0.07)

@@ -64,9 +64,60 @@ def test_store_scores_upserts(register):
     assert set(first.probs) == set(RF1M)
 
 
+def test_confidence_is_stored_and_checked(register):
+    """CreativeScore.confidence is probs[predicted_label] exactly, through the upsert too, and the
+    database refuses a value outside 0..1."""
+    model = register()
+    ids = [c.pk for c in make_creatives(2)]
+    probs = np.array([[0.1, 0.6, 0.1, 0.1, 0.05, 0.05], [0.3, 0.3, 0.1, 0.1, 0.1, 0.1]])
+    services.store_scores(model=model, creative_ids=ids, probs=probs)
+    for score in CreativeScore.objects.filter(creative_id__in=ids):
+        assert score.confidence == score.probs[score.predicted_label]
+    assert CreativeScore.objects.get(creative_id=ids[0]).confidence == pytest.approx(0.6)
+    # Re-scoring rewrites the column with the probabilities.
+    services.store_scores(model=model, creative_ids=ids[:1], probs=probs[1:])
+    first = CreativeScore.objects.get(creative_id=ids[0])
+    assert first.predicted_label == "available" and first.confidence == pytest.approx(0.3)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        CreativeScore.objects.filter(pk=first.pk).update(confidence=1.5)
+
+
+def test_confidence_backfill_from_probs(register, monkeypatch):
+    """The migration's backfill (called directly) recomputes every row from probs, in batches;
+    a predicted label missing from probs gives 0."""
+    import importlib
+    from types import SimpleNamespace
+
+    from django.apps import apps
+    from django.db import connection
+
+    migration = importlib.import_module("feedback.migrations.0003_creativescore_confidence")
+    model = register()
+    creatives = make_creatives(5)
+    for i, creative in enumerate(creatives):
+        CreativeScore.objects.create(
+            creative=creative,
+            model=model,
+            probs={"available": 0.1 * i, "unsuitable": 1 - 0.1 * i},
+            p_available=0.1 * i,
+            predicted_label="unsuitable" if i < 4 else "space_mismatch",
+            confidence=0.0,  # stale: what a row written before the column looks like
+            uncertainty=0.5,
+        )
+    monkeypatch.setattr(migration, "BATCH", 2)  # several batches out of five rows
+    # The backfill reads only the schema editor's connection; SQLite refuses a real schema
+    # editor inside the test's transaction.
+    migration.backfill_confidence(apps, SimpleNamespace(connection=connection))
+    got = dict(CreativeScore.objects.values_list("creative_id", "confidence"))
+    assert got == pytest.approx(
+        {c.pk: (1 - 0.1 * i if i < 4 else 0.0) for i, c in enumerate(creatives)}
+    )
+
+
 def test_summary_and_agreement_numbers():
     v = summarize([0.7, 0.1, 0.1, 0.1, 0.0, 0.0], RF1M)
     assert v["predicted_label"] == "available" and v["p_available"] == pytest.approx(0.7)
+    assert v["confidence"] == v["probs"]["available"]
     assert 0 < v["uncertainty"] < 1
     assert fleiss_kappa([["a", "a"], ["b", "b"]]) == pytest.approx(1.0)
     report = agreement_report([["a", "a"], ["a", "b"], ["b"]], ["a", "b", "b"])

@@ -1,3 +1,5 @@
+from urllib.parse import quote
+
 import numpy as np
 import pytest
 from django.template import Context, Template
@@ -116,43 +118,107 @@ def test_uncertainty_ordering_sets_item_priority(register, rf1m_schema, settings
     assert first.item.creative_id == creatives[1].pk
 
 
-def test_disagreements_are_paged_in_sql(active, rf1m_schema, django_assert_max_num_queries):
-    """120 disagreements: pages of 50 from one SQL query each (no COUNT), most confident first
-    across pages; a bad page number shows a page instead of an error."""
+def _disagreeing_project(active, n: int, confidence):
+    """A project of n + 1 items labelled `unsuitable`; RFNet says `available` with
+    confidence(i) for the first n (disagreements) and agrees on the last one."""
     from annotation import services as annotation_services
     from annotation.models import LabelClass
     from tests.factories import make_creatives
 
     project = annotation_services.create_project(name="Paged", slug="paged")
-    creatives = make_creatives(121)
+    creatives = make_creatives(n + 1)
     annotation_services.add_creatives_to_project(project=project, creatives=creatives)
     unsuitable = LabelClass.objects.get(schema=project.schema, slug="unsuitable")
     # Test setup only: consensus written directly (the services' path is covered elsewhere).
     Item.objects.filter(project=project).update(consensus_label=unsuitable, status="done")
-    # RFNet says "available" with confidence 0.30 .. 0.89 for 120 of them; the last agrees.
-    rows = [probs_for("available", 0.3 + i * 0.005) for i in range(120)]
+    rows = [probs_for("available", confidence(i)) for i in range(n)]
     rows.append(probs_for("unsuitable", 0.9))
     services.store_scores(
         model=active, creative_ids=[c.pk for c in creatives], probs=np.array(rows)
     )
+    return project, creatives
 
+
+def _walk(client, url) -> tuple[list[tuple[float, int, int]], int]:
+    """Follows the Next links from the first page: (confidence, item id, creative id) per row
+    and the number of pages."""
+    seen, pages = [], 0
+    while url:
+        response = client.get(url)
+        assert response.status_code == 200
+        pages += 1
+        page = response.context["page"]
+        seen += [(r["confidence"], r["item"].pk, r["item"].creative_id) for r in page.rows]
+        body = response.content.decode()
+        if page.next_after is None:
+            assert 'rel="next"' not in body
+            url = None
+        else:
+            assert f"after={quote(str(page.next_after))}" in body  # the Next link's cursor
+            url = f"/feedback/disagreements/?project=paged&after={quote(str(page.next_after))}"
+    return seen, pages
+
+
+def test_disagreements_are_keyset_paged(active, rf1m_schema, django_assert_max_num_queries):
+    """120 disagreements: pages of 50 by `?after=<confidence>:<item id>` links, most confident
+    first across pages, every disagreement exactly once; the agreeing item never shows."""
+    project, creatives = _disagreeing_project(active, 120, lambda i: 0.3 + i * 0.005)
     qa = login(QA)
     url = f"/feedback/disagreements/?project={project.slug}"
     with django_assert_max_num_queries(12):
         first = qa.get(url)
     body = first.content.decode()
-    assert "Items 1–50" in body and "page 1" in body and "page=2" in body
-    seen = []
-    for page in (1, 2, 3):
-        response = qa.get(f"{url}&page={page}")
-        seen += [(r["confidence"], r["item"].creative_id) for r in response.context["rows"]]
-    assert len(seen) == 120 and len({c for _, c in seen}) == 120
-    assert [c for c, _ in seen] == sorted((c for c, _ in seen), reverse=True)
-    assert seen[0][1] == creatives[119].pk and round(seen[0][0], 3) == 0.895
-    assert creatives[120].pk not in {c for _, c in seen}  # RFNet agrees with the humans there
-    last = qa.get(f"{url}&page=3").content.decode()
-    assert "Items 101–120" in last and "page=4" not in last and "page=2" in last
-    assert "No more disagreements" in qa.get(f"{url}&page=9").content.decode()
-    for bad in ("0", "x", "99999999999999999999999"):
-        response = qa.get(f"{url}&page={bad}")
-        assert response.status_code == 200 and "Items 1–50" in response.content.decode()
+    assert "50 disagreements" in body and "after=" in body and "page=" not in body
+    seen, pages = _walk(qa, url)
+    assert pages == 3 and len(seen) == 120 and len({i for _, i, _ in seen}) == 120
+    assert [c for c, _, _ in seen] == sorted((c for c, _, _ in seen), reverse=True)
+    assert seen[0][2] == creatives[119].pk and round(seen[0][0], 3) == 0.895
+    assert creatives[120].pk not in {c for _, _, c in seen}  # RFNet agrees with the humans there
+    # Confidence is the stored column, equal to the probability of the predicted class.
+    assert seen[0][0] == qa.get(url).context["rows"][0]["confidence"]
+    last = Item.objects.get(pk=seen[-1][1])
+    empty = qa.get(f"{url}&after={seen[-1][0]!r}:{last.pk}")
+    assert empty.status_code == 200 and "No more disagreements" in empty.content.decode()
+
+
+def test_keyset_paging_with_ties_returns_each_disagreement_once(active, rf1m_schema):
+    """Ties on confidence (whole pages of equal values, a tie across a page boundary) are
+    broken by item id: every disagreement exactly once, in (confidence desc, id asc) order."""
+    # 44 at 0.9, 43 at 0.7, 43 at 0.5: both page boundaries fall inside a tie.
+    project, creatives = _disagreeing_project(active, 130, lambda i: (0.9, 0.7, 0.5)[i % 3])
+    seen, pages = _walk(login(QA), f"/feedback/disagreements/?project={project.slug}")
+    assert pages == 3 and len(seen) == 130
+    keys = [(-c, i) for c, i, _ in seen]
+    assert keys == sorted(keys) and len(set(keys)) == 130
+    disagreeing = Item.objects.filter(project=project).exclude(creative=creatives[-1])
+    assert {i for _, i, _ in seen} == set(disagreeing.values_list("pk", flat=True))
+
+
+def test_disagreements_page_is_two_queries(active, rf1m_schema, django_assert_num_queries):
+    """The selector: one query for the page (no COUNT, no OFFSET) and one for its creatives,
+    on the first page and after a cursor."""
+    from feedback import selectors
+
+    project, _ = _disagreeing_project(active, 60, lambda i: 0.3 + i * 0.005)
+    with django_assert_num_queries(2) as captured:
+        first = selectors.disagreements_page(project=project, model=active)
+    assert "OFFSET" not in captured.captured_queries[0]["sql"].upper()
+    assert len(first.rows) == 50 and first.next_after is not None
+    with django_assert_num_queries(2):
+        second = selectors.disagreements_page(project=project, model=active, after=first.next_after)
+    assert len(second.rows) == 10 and second.next_after is None
+    rows = first.rows + second.rows
+    assert rows[0]["confidence"] == pytest.approx(0.595)
+    assert [r["confidence"] for r in rows] == sorted((r["confidence"] for r in rows), reverse=True)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["x", "0.5", "0.5:", ":12", "0.5:x", "nan:1", "inf:1", "1.5:1", "-0.1:1", "0.5:0",
+     "0.5:-3", "0.5:99999999999999999999999", "0.5:1:2", "1" * 5000 + ":1"],
+)  # fmt: skip
+def test_bad_cursor_is_a_400_with_a_message(active, rf1m_schema, bad):
+    project, _ = _disagreeing_project(active, 2, lambda i: 0.6)
+    response = login(QA).get(f"/feedback/disagreements/?project={project.slug}&after={quote(bad)}")
+    assert response.status_code == 400
+    assert "`after`" in response.content.decode()

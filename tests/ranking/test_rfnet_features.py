@@ -28,6 +28,7 @@ def test_rfnet_probability_feeds_features_and_filter(rf1m_schema):  # noqa: F811
             probs={"available": p, label: 1 - p} if label != "available" else {"available": p},
             p_available=p,
             predicted_label=label,
+            confidence=p if label == "available" else 1 - p,
             uncertainty=0.5,
         )
     verdicts = rfnet_p_available(creative_ids=[good.pk, bad.pk])
