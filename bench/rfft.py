@@ -2,12 +2,13 @@
 """RFFT in a toy world on this CPU: does fine-tuning against a reward RFNet raise the usable rate
 judged by an INDEPENDENT RFNet, and what does it cost in diversity?
 
-    nice -n 10 .venv/bin/python bench/rfft.py                  # full run (~25-40 min, 1 thread)
+    nice -n 10 .venv/bin/python bench/rfft.py --base BASE      # full run (~1 h, 1 thread)
     nice -n 10 .venv/bin/python bench/rfft.py --quick --no-append   # smoke run
 
 World (everything 32 px, procedural creatives from generation.synthetic):
-- reward RFNet: `tiny` preset trained on labelled creatives of data seed 101 (torch seed 0);
-- judge RFNet: `tiny` preset trained on OTHER creatives (data seed 202, torch seed 1);
+- reward RFNet: `small` preset (64 px input) trained on 3,000 labelled 32 px creatives of data
+  seed 101 (torch seed 0), product-grouped val/test, placement = the generator's input placement;
+- judge RFNet: the same recipe on OTHER creatives (data seed 202, torch seed 1);
 - base diffuser: a pixel-space (pixel-unshuffle ×2) inpainting UNet2DConditionModel + Canny
   ControlNetModel + DDIM (v-prediction, zero-terminal SNR), trained here on `available`
   creatives of the TRAIN SKUs (denoising loss). `--base DIR` loads one instead (unet/,
@@ -114,12 +115,18 @@ def split_products():
     return train_p, held
 
 
-def examples(n, seed, products, weights=None):
+def examples(n, seed, products, weights=None, size=SIZE):
     return list(
         synthetic.generate_dataset(
-            n, seed=seed, size=SIZE, class_weights=weights, products=products
+            n, seed=seed, size=size, class_weights=weights, products=products
         )
     )
+
+
+def placement(ex) -> tuple[int, int, int, int]:
+    """The generator's INPUT placement (recorded before any defect, as a pipeline knows it),
+    never the post-defect box, which leaks the label."""
+    return tuple(ex.params.get("placement") or ex.params["box"])
 
 
 def write_samples(exs, root: Path) -> list[Sample]:
@@ -138,26 +145,34 @@ def write_samples(exs, root: Path) -> list[Sample]:
                 label=RF1M_SLUGS.index(ex.label),
                 caption=ex.prompt,
                 group=ex.sku,
-                placement=ex.params["box"],
+                placement=placement(ex),
             )
         )
     return out
 
 
-def train_rfnet(name, data_seed, torch_seed, n, epochs, work: Path, products) -> RFNet:
+def train_rfnet(name, data_seed, torch_seed, n, epochs, work: Path, products, args) -> RFNet:
+    """A 6-class RFNet on procedural creatives drawn at `--rfnet-data-size` px; val/test are
+    whole products (group split), so its accuracy is on products it never saw."""
+    from feedback.ml.data import group_split
+
     out = work / name
     if (out / "best" / "rfnet_config.json").exists():
         return RFNet.from_pretrained(out / "best")
-    samples = write_samples(examples(n, data_seed, products), work / f"{name}-data")
-    k = int(len(samples) * 0.85)
-    cfg = preset("tiny", 6)
+    exs = examples(n, data_seed, products, size=args.rfnet_data_size)
+    samples = write_samples(exs, work / f"{name}-data")
+    tr, va, te = group_split(samples, (0.8, 0.1, 0.1), seed=torch_seed)
+    cfg = preset(args.rfnet_preset, 6, image_size=args.rfnet_image_size)
     tc = TrainConfig(
         epochs=epochs,
-        batch_size=64,
-        lr=2e-3,
+        batch_size=32,
+        lr=1e-3,
         schedule="cosine",
+        warmup_steps=50,
+        weight_decay=0.05,
         seed=torch_seed,
-        class_weighting="inverse",
+        class_weighting="sqrt_inverse",
+        translate=0.04,
         cache_dir=str(work / "cache"),
         device="cpu",
         cache_workers=1,
@@ -165,9 +180,9 @@ def train_rfnet(name, data_seed, torch_seed, n, epochs, work: Path, products) ->
     res = train(
         model_config=cfg,
         train_config=tc,
-        train=samples[:k],
-        val=samples[k:],
-        test=samples[k:],
+        train=tr,
+        val=va,
+        test=te,
         out_dir=out,
         resume=True,
     )
@@ -176,7 +191,7 @@ def train_rfnet(name, data_seed, torch_seed, n, epochs, work: Path, products) ->
 
 
 def layouts(exs) -> list[ProductInput]:
-    return [ProductInput(sku=ex.sku, cutout=ex.product, box=tuple(ex.params["box"])) for ex in exs]
+    return [ProductInput(sku=ex.sku, cutout=ex.product, box=placement(ex)) for ex in exs]
 
 
 def train_base(comps: Components, exs, steps: int, work: Path, encode, log) -> Components:
@@ -351,7 +366,7 @@ def diagnose(args) -> dict:
         comps, encode = load_base(work / "base"), HashPromptEncoder(*EMBED)
     _, held_p = split_products()
     exs = examples(args.products, 404, held_p, {"available": 1.0})
-    inputs = [ProductInput(e.sku, e.product, tuple(e.params["box"])) for e in exs]
+    inputs = [ProductInput(e.sku, e.product, placement(e)) for e in exs]
     batch = build_batch(
         inputs, [(e.prompt, "") for e in exs], encode, size=SIZE, scales=[0.74] * len(exs)
     )
@@ -442,8 +457,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", default=str(ROOT / "var" / "bench-rfft"))
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--n-rfnet", type=int, default=1500)
-    ap.add_argument("--rfnet-epochs", type=int, default=6)
+    ap.add_argument("--n-rfnet", type=int, default=3000)
+    ap.add_argument("--rfnet-epochs", type=int, default=15)
+    ap.add_argument("--rfnet-preset", default="small")
+    ap.add_argument("--rfnet-image-size", type=int, default=64)
+    # The RFNets learn from creatives at the base's own output size (train = serve): trained on
+    # 64 px creatives, both rated real 32 px `available` creatives unusable (judge P 0.38).
+    ap.add_argument(
+        "--rfnet-data-size", type=int, default=SIZE, help="px of the RFNets' training creatives"
+    )
+    ap.add_argument(
+        "--rfnets-only", action="store_true", help="train the reward and judge RFNets, then stop"
+    )
     ap.add_argument("--base-steps", type=int, default=2000)
     ap.add_argument("--rfft-steps", type=int, default=200)
     ap.add_argument("--batch", type=int, default=8)
@@ -487,12 +512,14 @@ def main() -> None:
 
     train_p, held_p = split_products()
     reward_net = train_rfnet(
-        "reward", 101, 0, args.n_rfnet, args.rfnet_epochs, work, train_p + held_p
+        "reward", 101, 0, args.n_rfnet, args.rfnet_epochs, work, train_p + held_p, args
     )
     judge_net = train_rfnet(
-        "judge", 202, 1, args.n_rfnet, args.rfnet_epochs, work, train_p + held_p
+        "judge", 202, 1, args.n_rfnet, args.rfnet_epochs, work, train_p + held_p, args
     )
     log("RFNets ready")
+    if args.rfnets_only:
+        return
     reward, judge = RFNetReward(reward_net), RFNetReward(judge_net)
     base_ex = examples(max(200, args.n_rfnet), 303, train_p, {"available": 1.0})
     if args.base:
@@ -508,7 +535,7 @@ def main() -> None:
     for ex in eval_ex:  # one layout per held-out SKU
         if ex.sku not in seen and len(eval_inputs) < args.products:
             seen.add(ex.sku)
-            eval_inputs.append(ProductInput(ex.sku, ex.product, tuple(ex.params["box"])))
+            eval_inputs.append(ProductInput(ex.sku, ex.product, placement(ex)))
     prompts = [(ex.prompt, "") for ex in eval_ex[: len(eval_inputs)]]
     seeds = list(range(1000, 1000 + args.seeds))
     ev = dict(
@@ -607,6 +634,21 @@ def ratio_interval(model: dict, base: dict, n: int = 2000, seed: int = 0) -> tup
     return float(np.quantile(ratios, 0.025)), float(np.quantile(ratios, 0.975))
 
 
+def delta_interval(
+    model: dict, base: dict, key: str = "usable_judge", n: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """95% bootstrap interval (resampling products, paired) of the usable-rate difference to the
+    base: the images of one product are not independent, so the product is the unit."""
+    skus = sorted(set(model["per_product"]) & set(base["per_product"]))
+    a = np.array([model["per_product"][k][key] for k in skus], float)
+    b = np.array([base["per_product"][k][key] for k in skus], float)
+    w = np.array([base["per_product"][k]["n"] for k in skus], float)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(skus), (n, len(skus)))
+    d = ((a - b)[idx] * w[idx]).sum(1) / w[idx].sum(1)
+    return float(np.quantile(d, 0.025)), float(np.quantile(d, 0.975))
+
+
 def append_results(args, results, seconds) -> None:
     base = results["base"]
     lines = [
@@ -619,7 +661,7 @@ def append_results(args, results, seconds) -> None:
         f"{base['n_images']} images per model; {platform.processor() or platform.machine()}, 1 torch thread, "
         f"shared 2-core machine; total {seconds / 60:.1f} min).",
         "",
-        "| model | usable (judge) | Δ judge | usable (reward) | Δ reward | mean P judge | mean P reward | train reward first→last 10% | diversity | ratio [95% bootstrap over SKUs] | hist entropy | step s (median) |",
+        "| model | usable (judge) | Δ judge [95% bootstrap over SKUs] | usable (reward) | Δ reward | mean P judge | mean P reward | train reward first→last 10% | diversity | ratio [95% bootstrap over SKUs] | hist entropy | step s (median) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
         f"| base | {base['usable_rate_judge']:.3f} | | {base['usable_rate_reward']:.3f} | | {base['mean_p_judge']:.3f} | {base['mean_p_reward']:.3f} | | {base['diversity']:.4f} | 1.00 | {base['hist_entropy']:.2f} | |",
     ]
@@ -627,8 +669,10 @@ def append_results(args, results, seconds) -> None:
         if name in ("base", "memory_probe"):
             continue
         lo, hi = ratio_interval(s, base)
+        dlo, dhi = delta_interval(s, base)
         lines.append(
-            f"| {name} | {s['usable_rate_judge']:.3f} | {s['usable_rate_judge_delta']:+.3f} | "
+            f"| {name} | {s['usable_rate_judge']:.3f} | {s['usable_rate_judge_delta']:+.3f} "
+            f"[{dlo:+.3f}, {dhi:+.3f}] | "
             f"{s['usable_rate_reward']:.3f} | {s['usable_rate_reward_delta']:+.3f} | {s['mean_p_judge']:.3f} | "
             f"{s['mean_p_reward']:.3f} | {s['train']['reward_first']:.3f}→{s['train']['reward_last']:.3f} | "
             f"{s['diversity']:.4f} | {s['diversity_ratio']:.2f} [{lo:.2f}, {hi:.2f}] | {s['hist_entropy']:.2f} | "
