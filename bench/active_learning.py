@@ -43,7 +43,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.append(str(ROOT / "bench"))  # after ROOT: bench/jobs.py must not shadow jobs/
 
 import numpy as np  # noqa: E402
 
@@ -173,11 +173,11 @@ def feature_rfnet(args, manifest: Path, exclude_groups: set[str], leaveout: bool
     val and test families; for the leave-out test, val and the held-out kinds and mechanisms): the
     previous model version a team would have when it starts labelling a new batch. Only its
     pooled embedding is used, frozen."""
-    from rfnet import leaveout_splits, load_manifest
+    from rfnet import leaveout_splits, leaveout_train_config, load_manifest
 
     from feedback.ml.data import group_split
     from feedback.ml.presets import preset
-    from feedback.ml.training import TrainConfig, train
+    from feedback.ml.training import train
     from generation.synthetic import write_manifest
 
     work = Path(args.work)
@@ -203,19 +203,8 @@ def feature_rfnet(args, manifest: Path, exclude_groups: set[str], leaveout: bool
         f"feature RFNet: train {len(tr)} val {len(va)}, {len(exclude_groups)} families excluded",
         flush=True,
     )
-    tc = TrainConfig(
-        epochs=args.feature_epochs,
-        batch_size=32,
-        lr=1e-3,
-        schedule="cosine",
-        warmup_steps=50,
-        weight_decay=0.05,
-        seed=0,
-        cache_dir=str(work / "cache"),
-        cache_workers=1,
-        class_weighting="sqrt_inverse",
-        translate=0.04,
-        device="cpu",
+    tc = leaveout_train_config(
+        epochs=args.feature_epochs, seed=0, cache_dir=work / "cache", device="cpu"
     )
     res = train(
         model_config=preset("small", 6, image_size=args.size),

@@ -36,6 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT / "bench"))  # after ROOT: bench/jobs.py must not shadow jobs/
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -45,7 +46,7 @@ from torch import nn  # noqa: E402
 from feedback.ml.data import Sample  # noqa: E402
 from feedback.ml.model import RFNet  # noqa: E402
 from feedback.ml.presets import RF1M_SLUGS, preset  # noqa: E402
-from feedback.ml.training import TrainConfig, train  # noqa: E402
+from feedback.ml.training import train  # noqa: E402
 from feedback.rfft_eval import Generated, compare, summarise  # noqa: E402
 from feedback.rfft_reward import RFNetReward, score_images  # noqa: E402
 from generation import synthetic  # noqa: E402
@@ -154,6 +155,8 @@ def write_samples(exs, root: Path) -> list[Sample]:
 def train_rfnet(name, data_seed, torch_seed, n, epochs, work: Path, products, args) -> RFNet:
     """A 6-class RFNet on procedural creatives drawn at `--rfnet-data-size` px; val/test are
     whole products (group split), so its accuracy is on products it never saw."""
+    from rfnet import leaveout_train_config  # bench/rfnet.py: the shared recipe
+
     from feedback.ml.data import group_split
 
     out = work / name
@@ -163,19 +166,8 @@ def train_rfnet(name, data_seed, torch_seed, n, epochs, work: Path, products, ar
     samples = write_samples(exs, work / f"{name}-data")
     tr, va, te = group_split(samples, (0.8, 0.1, 0.1), seed=torch_seed)
     cfg = preset(args.rfnet_preset, 6, image_size=args.rfnet_image_size)
-    tc = TrainConfig(
-        epochs=epochs,
-        batch_size=32,
-        lr=1e-3,
-        schedule="cosine",
-        warmup_steps=50,
-        weight_decay=0.05,
-        seed=torch_seed,
-        class_weighting="sqrt_inverse",
-        translate=0.04,
-        cache_dir=str(work / "cache"),
-        device="cpu",
-        cache_workers=1,
+    tc = leaveout_train_config(
+        epochs=epochs, seed=torch_seed, cache_dir=work / "cache", device="cpu"
     )
     res = train(
         model_config=cfg,

@@ -322,6 +322,28 @@ def plain_cnn(tr, va, te, args, seed: int):
     return probs(te)
 
 
+def leaveout_train_config(
+    *, epochs: int, seed: int, cache_dir, batch_size: int = 32, lr: float = 1e-3,
+    workers: int = 1, device: str | None = None,
+) -> TrainConfig:  # fmt: skip
+    """The leave-out protocol's training recipe, shared by every bench that trains an RFNet for
+    comparison (bench/active_learning.py's feature RFNet, bench/rfft.py's reward and judge)."""
+    return TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        schedule="cosine",
+        warmup_steps=50,
+        weight_decay=0.05,
+        seed=seed,
+        cache_dir=str(cache_dir),
+        cache_workers=workers,
+        class_weighting="sqrt_inverse",
+        translate=0.04,
+        device=device,
+    )
+
+
 def leaveout(args) -> None:
     import numpy as np
     from sklearn.metrics import f1_score
@@ -350,18 +372,13 @@ def leaveout(args) -> None:
                 probs = box_probs  # deterministic given the split
             else:
                 cfg = variant_config(name, over)
-                tc = TrainConfig(
+                tc = leaveout_train_config(
                     epochs=args.epochs,
+                    seed=seed,
+                    cache_dir=work / "cache",
                     batch_size=args.batch_size,
                     lr=args.lr,
-                    schedule="cosine",
-                    warmup_steps=50,
-                    weight_decay=0.05,
-                    seed=seed,
-                    cache_dir=str(work / "cache"),
-                    cache_workers=args.workers,
-                    class_weighting="sqrt_inverse",
-                    translate=0.04,
+                    workers=args.workers,
                 )
                 res = train(
                     model_config=cfg,
