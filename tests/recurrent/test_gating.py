@@ -50,47 +50,65 @@ def gate(tmp_path_factory):
         sample = _example(rng, product, root, f"t{i}", defect)
         sample.label = int(defect != "available")  # the gate's question: usable or not
         samples.append(sample)
+    # The gate's own val: products held out of training and of the test (as training carves val
+    # out by product family), for checkpoint selection, calibration and the threshold.
+    val_products, val = products[0::2][30:], []
+    for i in range(160):
+        defect = "available" if i % 2 else RF1M[1 + (i // 2) % 5]
+        sample = _example(rng, val_products[i % len(val_products)], root, f"v{i}", defect)
+        sample.label = int(defect != "available")
+        val.append(sample)
     res = train(
         model_config=preset("tiny", ["available", "unavailable"]),
         train_config=TrainConfig(epochs=8, batch_size=32, lr=3e-3, schedule="cosine",
                                  mixed_precision="no", device="cpu", seed=0),
-        train=samples, val=samples[:40], test=None, out_dir=root / "rfnet",
+        train=samples, val=val, test=None, out_dir=root / "rfnet",
     )  # fmt: skip
-    return Scorer.from_pretrained(res.best_dir, device="cpu"), products[0::2][:30], root
+    scorer = Scorer.from_pretrained(res.best_dir, device="cpu")
+    # τ keeps half of val's usable creatives: a fixed τ would test how the tiny gate's
+    # calibration transfers to whichever catalogue is installed (procedural only, or with
+    # ../shared), not whether gating works.
+    p_val = np.asarray(p_available(scorer, val))
+    threshold = float(np.quantile(p_val[[s.label == 0 for s in val]], 0.5))
+    return scorer, products[0::2][:30], root, threshold
 
 
 def test_recurrent_generation_raises_the_true_available_rate(gate):
-    threshold = 0.7
-    scorer, products, root = gate
+    scorer, products, root, threshold = gate
+    # Three requests per test product: the kept rate's sampling error is then ±0.05, not ±0.1.
+    groups = list(range(3 * len(products)))
     truth: dict[tuple, str] = {}
 
     def generate(attempts: list[Attempt]) -> list[Attempt]:
         for a in attempts:
             rng = np.random.default_rng(a.seed * 1009 + a.group)
             defect = RF1M[int(rng.choice(len(RF1M), p=MIX))]
-            a.payload = _example(rng, products[a.group], root, f"g{a.group}-{a.attempt}", defect)
+            a.payload = _example(
+                rng, products[a.group % len(products)], root, f"g{a.group}-{a.attempt}", defect
+            )
             truth[(a.group, a.attempt)] = defect
         return attempts
 
     kept: list[Attempt] = []
     stats = recurrent(
-        groups=list(range(len(products))), budget=10, threshold=threshold, generate=generate,
+        groups=groups, budget=10, threshold=threshold, generate=generate,
         score=lambda atts: p_available(scorer, [a.payload for a in atts]),
         on_attempt=lambda a: kept.append(a) if a.kept else None,
         seed_for=lambda g, k: 100 + k,
     )  # fmt: skip
-    first = [truth[(g, 1)] for g in range(len(products))]
-    base_rate = np.mean([d == "available" for d in first])
-    all_rate = np.mean([d == "available" for d in truth.values()])
+    # Attempts are drawn from MIX whatever the gate says, so every attempt estimates the
+    # ungated rate; the first attempts alone are a third as many.
+    first_rate = np.mean([truth[(g, 1)] == "available" for g in groups])
+    base_rate = np.mean([d == "available" for d in truth.values()])
     kept_rate = np.mean([truth[(a.group, a.attempt)] == "available" for a in kept])
     report = stats.as_dict()
-    print(f"\nτ={threshold}: base rate {base_rate:.2f} (all attempts {all_rate:.2f}), "
+    print(f"\nτ={threshold:.3f}: base rate {base_rate:.2f} (first attempts {first_rate:.2f}), "
           f"kept {len(kept)}/"
-          f"{len(products)} true-available {kept_rate:.2f}, attempts/usable "
+          f"{len(groups)} true-available {kept_rate:.2f}, attempts/usable "
           f"{report['attempts_per_usable_image']:.2f}")  # fmt: skip
-    assert len(kept) >= len(products) // 2
-    # Measured here (seeded, reproducible): base 0.33 → kept 0.46 with 3.8 attempts per kept
-    # image (bench/RESULTS.md). The gate is a tiny RFNet trained for a minute on 960 images
-    # (held-out AUC ≈ 0.8); a better gate raises this further.
+    assert len(kept) >= len(groups) // 2
+    # Measured here (seeded, reproducible): base 0.31 → kept 0.51 with ../shared's products,
+    # 0.30 → 0.48 with procedural products only. The gate is a tiny RFNet trained for a minute
+    # on 960 images; a better gate raises this further.
     assert kept_rate >= base_rate + 0.12 and kept_rate >= 1.3 * base_rate
     assert report["attempts"] == len(truth) and report["kept"] == len(kept)
