@@ -34,8 +34,8 @@ from .preprocess import (
 )
 
 # Bump when preprocessing changes so stale caches are not reused (3: products stored once,
-# only the arrays the modalities need).
-CACHE_VERSION = 3
+# only the arrays the modalities need; 4: coarse-to-fine localisation).
+CACHE_VERSION = 4
 
 
 @dataclass

@@ -7,8 +7,8 @@ geometric range of scales finds it. This gives every creative a product box (hen
 map and a placement mask) whether or not the manifest recorded where the generator put the
 product: the same input at training and serving time, for our generator and for anyone else's.
 
-The search runs on small copies (the creative's longer side is `work_side` pixels), then refines
-the best scale on a finer grid: a few milliseconds per creative on one CPU core.
+The search runs on small copies (the creative's longer side is `work_side` pixels, large
+templates on a half-size copy), then refines the best scale and position on a finer grid.
 """
 
 from __future__ import annotations
@@ -25,6 +25,10 @@ MAX_SCALE = 1.15
 # Below this masked correlation the product is considered not found (no box).
 MIN_SCORE = 0.35
 NOISE_MARGIN = 1.5
+# The coarse pass only takes templates at least this long (pixels); smaller ones run at full
+# work resolution, where they are cheap anyway.
+COARSE_MIN_PX = 12
+REFINE_CANDIDATES = 3
 
 
 @dataclass(frozen=True)
@@ -39,23 +43,45 @@ def _tight_rgba(product: Image.Image) -> np.ndarray:
     return np.asarray(rgba.crop(bbox) if bbox else rgba, dtype=np.uint8)
 
 
+def _pad(image: np.ndarray, pad: int) -> np.ndarray:
+    import cv2
+
+    return cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+
+
 def _match(
-    image: np.ndarray, templ: np.ndarray, mask: np.ndarray, pad: int
+    padded: np.ndarray,
+    pad: int,
+    templ: np.ndarray,
+    mask: np.ndarray,
+    window: tuple[int, int, int, int] | None = None,
 ) -> tuple[float, int, int]:
-    """Best (score, x, y) of templ (top-left, unpadded image coordinates)."""
+    """Best (score, x, y) of templ's top-left in unpadded image coordinates, searched over the
+    padded image (products cut off by the frame still match) or over `window` = (x0, y0, x1, y1)
+    of top-left positions."""
     import cv2
 
     th, tw = templ.shape[:2]
-    h, w = image.shape[:2]
-    if th > h + 2 * pad or tw > w + 2 * pad or mask.sum() < 16:
+    H, W = padded.shape[:2]
+    ox = oy = 0
+    if window is not None:
+        x0, y0, x1, y1 = (
+            max(0, window[0] + pad),
+            max(0, window[1] + pad),
+            min(W - tw, window[2] + pad),
+            min(H - th, window[3] + pad),
+        )
+        if x1 < x0 or y1 < y0:
+            return -1.0, 0, 0
+        padded, ox, oy = padded[y0 : y1 + th, x0 : x1 + tw], x0, y0
+    if th > padded.shape[0] or tw > padded.shape[1] or mask.sum() < 16:
         return -1.0, 0, 0
-    padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
     # Zero-mean normalised correlation over the product's pixels: robust to the lighting gain
     # and haze pipelines apply, and a flat wall does not correlate with a textured product.
     res = cv2.matchTemplate(padded, templ, cv2.TM_CCOEFF_NORMED, mask=mask)
     res = np.nan_to_num(res, nan=-1.0, posinf=-1.0, neginf=-1.0)
     _, best, _, loc = cv2.minMaxLoc(res)
-    return float(best), int(loc[0]) - pad, int(loc[1]) - pad
+    return float(best), int(loc[0]) + ox - pad, int(loc[1]) + oy - pad
 
 
 def _prepare(rgb: np.ndarray) -> np.ndarray:
@@ -66,6 +92,47 @@ def _scales(lo: float, hi: float, n: int) -> np.ndarray:
     return np.exp(np.linspace(np.log(lo), np.log(hi), n))
 
 
+class _Level:
+    """The creative at one working resolution, padded once for every template size."""
+
+    def __init__(self, rgb: np.ndarray, side: int, max_pad: int) -> None:
+        import cv2
+
+        H, W = rgb.shape[:2]
+        self.k = side / max(H, W)
+        small = cv2.resize(
+            rgb,
+            (max(8, round(W * self.k)), max(8, round(H * self.k))),
+            interpolation=cv2.INTER_AREA,
+        )
+        self.h, self.w = small.shape[:2]
+        self.side = max(self.h, self.w)
+        self.pad = max(1, round(max_pad * self.side))
+        self.padded = _pad(_prepare(small), self.pad)
+
+    def match(self, cut: np.ndarray, s: float, window=None) -> tuple[float, int, int, int, int]:
+        """(score − noise margin, x, y, w, h) of the cut-out with its long side s × the frame's."""
+        import cv2
+
+        ch, cw = cut.shape[:2]
+        f = s * self.side / max(ch, cw)
+        tw, th = max(3, round(cw * f)), max(3, round(ch * f))
+        t = cv2.resize(cut, (tw, th), interpolation=cv2.INTER_AREA)
+        mask = (t[..., 3] >= 128).astype(np.float32)
+        # Products cut off by the frame still match: up to 3/4 of the template outside.
+        p = max(tw, th) * 3 // 4
+        frame = (-p, -p, self.w - tw + p, self.h - th + p)
+        if window is not None:
+            frame = (*np.maximum(frame[:2], window[:2]), *np.minimum(frame[2:], window[2:]))
+        window = tuple(int(v) for v in frame)
+        score, x, y = _match(
+            self.padded, self.pad, _prepare(t[..., :3]), np.repeat(mask[..., None], 3, 2), window
+        )
+        # A few-pixel template correlates well with anything: the spurious maximum of a
+        # correlation over n pixels is ~1/sqrt(n), so small scales must beat that margin.
+        return score - NOISE_MARGIN / np.sqrt(max(mask.sum(), 1.0)), x, y, tw, th
+
+
 def locate_product(
     creative: Image.Image,
     product: Image.Image,
@@ -73,49 +140,39 @@ def locate_product(
     work_side: int = 112,
     min_score: float = MIN_SCORE,
 ) -> Localization | None:
-    """The box of the product's opaque pixels in the creative, or None when not found."""
-    import cv2
+    """The box of the product's opaque pixels in the creative, or None when not found.
 
+    Coarse to fine: the scale sweep runs where the template stays at least COARSE_MIN_PX on
+    a half-resolution copy (large products: most of the correlation work), small scales on the
+    full work resolution; the best candidate is then refined at full work resolution over
+    nearby scales and positions only."""
     rgb = np.asarray(creative.convert("RGB"), dtype=np.uint8)
-    H, W = rgb.shape[:2]
     cut = _tight_rgba(product)
-    ch, cw = cut.shape[:2]
-    if ch < 2 or cw < 2:
+    if min(cut.shape[:2]) < 2:
         return None
-    k = work_side / max(H, W)
-    small = cv2.resize(
-        rgb, (max(8, round(W * k)), max(8, round(H * k))), interpolation=cv2.INTER_AREA
-    )
-    img = _prepare(small)
-    side = max(small.shape[:2])
-
-    def at_scale(s: float) -> tuple[float, int, int, int, int]:
-        long_px = s * side
-        f = long_px / max(ch, cw)
-        tw, th = max(3, round(cw * f)), max(3, round(ch * f))
-        t = cv2.resize(cut, (tw, th), interpolation=cv2.INTER_AREA)
-        templ = _prepare(t[..., :3])
-        mask = (t[..., 3] >= 128).astype(np.float32)
-        mask3 = np.repeat(mask[..., None], 3, axis=2)
-        pad = max(tw, th) * 3 // 4  # products cut off by the frame still match
-        score, x, y = _match(img, templ, mask3, pad)
-        # A few-pixel template correlates well with anything: the spurious maximum of a
-        # correlation over n pixels is ~1/sqrt(n), so small scales must beat that margin.
-        return score - NOISE_MARGIN / np.sqrt(max(mask.sum(), 1.0)), x, y, tw, th
-
-    best = (-2.0, 0, 0, 0, 0, 0.0)
+    # Padded once for the largest template (3/4 of MAX_SCALE past each edge).
+    fine = _Level(rgb, work_side, 0.75 * MAX_SCALE)
+    coarse = _Level(rgb, max(16, work_side // 2), 0.75 * MAX_SCALE)
+    sweep = []  # (score, x, y in fine pixels, scale)
     for s in _scales(MIN_SCALE, MAX_SCALE, 16):
-        score, x, y, tw, th = at_scale(float(s))
-        if score > best[0]:
-            best = (score, x, y, tw, th, float(s))
-    s0 = best[5]
-    for s in _scales(s0 / 1.1, s0 * 1.1, 4):
-        score, x, y, tw, th = at_scale(float(s))
-        if score > best[0]:
-            best = (score, x, y, tw, th, float(s))
-    score, x, y, tw, th, _ = best
+        s = float(s)
+        level = coarse if s * coarse.side >= COARSE_MIN_PX else fine
+        score, x, y, _, _ = level.match(cut, s)
+        r = fine.side / level.side
+        sweep.append((score, x * r, y * r, s))
+    # The coarse scores are noisier than fine ones: refine the best few scales, not one.
+    result = (-2.0, 0, 0, 0, 0)
+    for _, bx, by, s0 in sorted(sweep, reverse=True)[:REFINE_CANDIDATES]:
+        margin = 2 + round(0.1 * s0 * fine.side)  # coarse pixels are 2 fine pixels; scale ±10 %
+        window = (round(bx) - margin, round(by) - margin, round(bx) + margin, round(by) + margin)
+        for s in (s0, *_scales(s0 / 1.1, s0 * 1.1, 4)):
+            cand = fine.match(cut, float(s), window)
+            if cand[0] > result[0]:
+                result = cand
+    score, x, y, tw, th = result
     if score < min_score:
         return None
+    k = fine.k
     box = (x / k, y / k, (x + tw) / k, (y + th) / k)
     return Localization(box=tuple(round(v, 1) for v in box), score=round(score, 4))
 
