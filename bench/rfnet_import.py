@@ -38,6 +38,7 @@ sys.path.append(str(Path(__file__).resolve().parent))  # after ROOT: bench/jobs.
 from rfnet import bootstrap_ci, load_manifest, plain_cnn  # noqa: E402
 
 from feedback.ml.data import group_split  # noqa: E402
+from feedback.ml.metrics import confusion_matrix  # noqa: E402
 from feedback.ml.presets import RF1M_SLUGS  # noqa: E402
 
 
@@ -107,12 +108,6 @@ def scores_from_confusion(cm) -> dict:
 
     per = f1_score(y, pred, average=None, labels=labels, zero_division=0)
     return {"macro_f1": macro(y, onehot), "ci": bootstrap_ci(y, onehot, macro), "per_class": per}
-
-
-def confusion(y, pred, n=6):
-    cm = np.zeros((n, n), dtype=int)
-    np.add.at(cm, (np.asarray(y), np.asarray(pred)), 1)
-    return cm
 
 
 def main() -> None:
@@ -218,7 +213,7 @@ def main() -> None:
                 epochs=args.baseline_epochs,
             )
             probs = plain_cnn(tr, va, te, ns, seed)
-            cm = confusion([s.label for s in te], probs.argmax(1))
+            cm = confusion_matrix(np.array([s.label for s in te]), probs.argmax(1), len(RF1M_SLUGS))
             rows.append(
                 ("plain_cnn", seed, len(te), scores_from_confusion(cm), time.time() - t, None)
             )

@@ -43,45 +43,32 @@ def _tight_rgba(product: Image.Image) -> np.ndarray:
     return np.asarray(rgba.crop(bbox) if bbox else rgba, dtype=np.uint8)
 
 
-def _pad(image: np.ndarray, pad: int) -> np.ndarray:
-    import cv2
-
-    return cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-
-
 def _match(
     padded: np.ndarray,
     pad: int,
     templ: np.ndarray,
     mask: np.ndarray,
-    window: tuple[int, int, int, int] | None = None,
+    window: tuple[int, int, int, int],
 ) -> tuple[float, int, int]:
-    """Best (score, x, y) of templ's top-left in unpadded image coordinates, searched over the
-    padded image (products cut off by the frame still match) or over `window` = (x0, y0, x1, y1)
-    of top-left positions."""
+    """Best (score, x, y) of templ's top-left in unpadded image coordinates, searched over
+    `window` = (x0, y0, x1, y1) of top-left positions (negative: the template hangs over the
+    frame, into the replicated border of `padded`)."""
     import cv2
 
     th, tw = templ.shape[:2]
     H, W = padded.shape[:2]
-    ox = oy = 0
-    if window is not None:
-        x0, y0, x1, y1 = (
-            max(0, window[0] + pad),
-            max(0, window[1] + pad),
-            min(W - tw, window[2] + pad),
-            min(H - th, window[3] + pad),
-        )
-        if x1 < x0 or y1 < y0:
-            return -1.0, 0, 0
-        padded, ox, oy = padded[y0 : y1 + th, x0 : x1 + tw], x0, y0
-    if th > padded.shape[0] or tw > padded.shape[1] or mask.sum() < 16:
+    x0, y0 = max(0, window[0] + pad), max(0, window[1] + pad)
+    x1, y1 = min(W - tw, window[2] + pad), min(H - th, window[3] + pad)
+    if x1 < x0 or y1 < y0 or mask.sum() < 16:
         return -1.0, 0, 0
     # Zero-mean normalised correlation over the product's pixels: robust to the lighting gain
     # and haze pipelines apply, and a flat wall does not correlate with a textured product.
-    res = cv2.matchTemplate(padded, templ, cv2.TM_CCOEFF_NORMED, mask=mask)
+    res = cv2.matchTemplate(
+        padded[y0 : y1 + th, x0 : x1 + tw], templ, cv2.TM_CCOEFF_NORMED, mask=mask
+    )
     res = np.nan_to_num(res, nan=-1.0, posinf=-1.0, neginf=-1.0)
     _, best, _, loc = cv2.minMaxLoc(res)
-    return float(best), int(loc[0]) + ox - pad, int(loc[1]) + oy - pad
+    return float(best), int(loc[0]) + x0 - pad, int(loc[1]) + y0 - pad
 
 
 def _prepare(rgb: np.ndarray) -> np.ndarray:
@@ -95,7 +82,7 @@ def _scales(lo: float, hi: float, n: int) -> np.ndarray:
 class _Level:
     """The creative at one working resolution, padded once for every template size."""
 
-    def __init__(self, rgb: np.ndarray, side: int, max_pad: int) -> None:
+    def __init__(self, rgb: np.ndarray, side: int, pad_fraction: float) -> None:
         import cv2
 
         H, W = rgb.shape[:2]
@@ -107,8 +94,8 @@ class _Level:
         )
         self.h, self.w = small.shape[:2]
         self.side = max(self.h, self.w)
-        self.pad = max(1, round(max_pad * self.side))
-        self.padded = _pad(_prepare(small), self.pad)
+        self.pad = max(1, round(pad_fraction * self.side))
+        self.padded = cv2.copyMakeBorder(_prepare(small), *(self.pad,) * 4, cv2.BORDER_REPLICATE)
 
     def match(self, cut: np.ndarray, s: float, window=None) -> tuple[float, int, int, int, int]:
         """(score − noise margin, x, y, w, h) of the cut-out with its long side s × the frame's."""
