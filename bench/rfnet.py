@@ -164,8 +164,12 @@ def variant_config(name: str, over: dict):
     ablations = {
         "no_product": ("single_image", {}),
         "small_no_residual": ("small", {"placed_residual": False}),
-        "early_all": ("small", {**early_all, "placed_residual": False}),
-        "early_all_residual": ("small", {**early_all, "placed_residual": True}),
+        "small_no_ring": ("small", {"placed_ring": False}),
+        "early_all": ("small", {**early_all, "placed_residual": False, "placed_ring": False}),
+        "early_all_residual": (
+            "small",
+            {**early_all, "placed_residual": True, "placed_ring": False},
+        ),
     }
     base, extra = ablations.get(name, (name, {}))
     return preset(base, 6, **extra, **over)

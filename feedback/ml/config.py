@@ -58,6 +58,12 @@ class RFNetConfig:
     # path). It shows where the product in the creative differs from the product: parts missing,
     # torn, covered or repainted, whatever mechanism caused it.
     placed_residual: bool = False
+    # With "placed" early-fused: also feed, in a ring just outside the cut-out, how much the
+    # creative there looks like the nearby product (2 ch: the ring, and colour similarity to
+    # the product pixels within ring_radius). Hallucinated parts (extended, mirrored, grown
+    # product) lie outside the cut-out, where placed_residual says nothing.
+    placed_ring: bool = False
+    ring_radius: float = 0.06  # fraction of image_size
     feature_filter: bool = True  # False: conditions are only fused, never cross-attended
     available_head: bool = True  # extra binary P(available) head trained alongside the classes
     available_loss_weight: float = 0.5

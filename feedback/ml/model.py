@@ -227,6 +227,7 @@ class RFNet(nn.Module):
             if m == "image":
                 in_ch += sum(MODALITY_CHANNELS[e] for e in config.early_fusion)
                 in_ch += 3 if self._uses_residual(config) else 0
+                in_ch += 2 if self._uses_ring(config) else 0
                 enc, want, resolved["image"] = build_backbone(config.image_backbone, in_ch)
             elif config.share_condition_backbone:
                 if shared is None:
@@ -298,6 +299,31 @@ class RFNet(nn.Module):
     def _uses_residual(config: RFNetConfig) -> bool:
         return config.placed_residual and "placed" in config.early_fusion
 
+    @staticmethod
+    def _uses_ring(config: RFNetConfig) -> bool:
+        return config.placed_ring and "placed" in config.early_fusion
+
+    def _placed_ring(self, image: torch.Tensor, placed: torch.Tensor) -> torch.Tensor:
+        """Ring outside the cut-out and how product-like the creative is there (2 ch).
+
+        The product's mean colour within ring_radius of each pixel is compared with the
+        creative's colour there: near 1 where the creative continues the product beyond its
+        cut-out (a hallucinated extension), near 0 where it is background. Zeros when the
+        product was not found.
+        """
+        image = image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
+        placed = placed.float() / 255.0 if placed.dtype == torch.uint8 else placed.float()
+        alpha = placed[:, 3:4]
+        k = 2 * max(1, round(self.config.ring_radius * image.shape[-1])) + 1
+        # Mean of the product's (premultiplied) colour over the k×k window, per pixel.
+        near = F.avg_pool2d(alpha, k, stride=1, padding=k // 2, count_include_pad=False)
+        colour = F.avg_pool2d(placed[:, :3], k, stride=1, padding=k // 2, count_include_pad=False)
+        colour = colour / near.clamp_min(1e-3)
+        ring = (1.0 - alpha) * (near > 0.02).to(alpha.dtype)
+        dist = (image[:, :3] - colour).abs().mean(1, keepdim=True)
+        similar = ring * (1.0 - dist / 0.25).clamp(0.0, 1.0)
+        return (torch.cat([ring, similar], 1) - 0.5) / 0.25
+
     def _placed_residual(self, image: torch.Tensor, placed: torch.Tensor) -> torch.Tensor:
         """|image - cut-out| where the cut-out was placed (3 ch); 0 when it was not found."""
         image = image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
@@ -345,6 +371,8 @@ class RFNet(nn.Module):
         extra = [self._normalize(e, batch[e]) for e in cfg.early_fusion]
         if self._uses_residual(cfg):
             extra.append(self._placed_residual(batch["image"], batch["placed"]))
+        if self._uses_ring(cfg):
+            extra.append(self._placed_ring(batch["image"], batch["placed"]))
         e_o, grid = self._encode("image", batch["image"], extra)
         b = e_o.shape[0]
         cond_tokens, cond_pads, summaries = [], [], []

@@ -147,6 +147,35 @@ def test_gradients_reach_every_trainable_part():
     assert dead == []
 
 
+def test_placed_ring_shows_product_like_pixels_just_outside_the_cut_out():
+    cfg = preset("tiny", placed_ring=True, ring_radius=0.125)  # 4 px at 32 px
+    model = RFNet(cfg).eval()
+    s = cfg.image_size
+    image = torch.full((2, 3, s, s), 10, dtype=torch.uint8)
+    image[:, :, 8:24, 8:24] = 120
+    placed = torch.zeros((2, 4, s, s), dtype=torch.uint8)
+    placed[:, 3, 8:24, 8:24] = 255
+    placed[:, :3, 8:24, 8:24] = 120
+    image[1, :, 8:24, 24:28] = 120  # second creative: the product grew 4 px to the right
+    ring, similar = model._placed_ring(image, placed).unbind(1)
+    lo, hi = (0.0 - 0.5) / 0.25, (1.0 - 0.5) / 0.25
+    # The ring lies just outside the cut-out, never inside it or far from it.
+    assert torch.allclose(ring[0, 8:24, 24:27], torch.tensor(hi))
+    assert torch.allclose(ring[0, 10:22, 10:22], torch.tensor(lo))
+    assert torch.allclose(ring[0, 0:2, :], torch.tensor(lo))
+    # Background next to the product is not product-like; the grown part is.
+    assert torch.allclose(similar[0], torch.tensor(lo))
+    assert (similar[1, 9:23, 24:27] > hi - 0.01).all()
+    assert torch.allclose(similar[1, :, :24], torch.tensor(lo))
+    # Product not found: both channels carry nothing.
+    assert torch.allclose(model._placed_ring(image, torch.zeros_like(placed)), torch.tensor(lo))
+    batch = _batch(model)
+    assert model(batch).shape == (3, 6)
+    img = batch["image"].float().div(255).requires_grad_(True)
+    model({**batch, "image": img}).sum().backward()
+    assert img.grad is not None and img.grad.abs().sum() > 0
+
+
 def test_placed_residual_shows_where_the_creative_differs_from_the_cut_out():
     cfg = preset("tiny", placed_residual=True)
     model = RFNet(cfg).eval()
