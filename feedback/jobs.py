@@ -47,6 +47,7 @@ def train_config_from_params(params: dict, *, device: str):
         balanced_sampling=balance == "sampler",
         hflip=bool(augment),
         translate=0.05 if augment else 0.0,
+        colour_permute=0.5 if augment else 0.0,
         seed=params["seed"],
         mixed_precision="auto" if params.get("mixed_precision", True) else "no",
         early_stopping_patience=patience or None,

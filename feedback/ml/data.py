@@ -269,6 +269,10 @@ def sample_arrays(
     return arrays
 
 
+# Modalities whose first three channels are the product's colours (creative, cut-out, placed).
+COLOUR_MODALITIES = ("image", "product", "placed")
+
+
 def _shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     """Translate (C, H, W) by (dy, dx) pixels, zero fill."""
     if dy == 0 and dx == 0:
@@ -302,6 +306,7 @@ class CachedDataset(torch.utils.data.Dataset):
         augment: bool = False,
         hflip: bool = True,
         translate: float = 0.05,
+        colour_permute: float = 0.0,
         drop_placement: float = 0.0,
         drop_caption: float = 0.0,
     ) -> None:
@@ -319,6 +324,7 @@ class CachedDataset(torch.utils.data.Dataset):
         self.augment = augment
         self.hflip = hflip
         self.max_shift = int(round(translate * cache.image_size))
+        self.colour_permute = float(colour_permute)
         self.drop_placement = float(drop_placement)
         self.drop_caption = float(drop_caption)
 
@@ -361,6 +367,8 @@ class CachedDataset(torch.utils.data.Dataset):
     def _augment(self, batch: dict[str, Any], n: int) -> None:
         flips, shifts = self.draw_augmentation(n)
         self.apply_augmentation(batch, flips, shifts)
+        if self.colour_permute > 0:
+            self.permute_colours(batch, self.draw_colour_permutation(n))
 
     def draw_augmentation(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample (flip, (dy, dx)) from torch's RNG (seeded per epoch / worker)."""
@@ -368,6 +376,26 @@ class CachedDataset(torch.utils.data.Dataset):
         s = self.max_shift
         shifts = torch.randint(-s, s + 1, (n, 2)) if s > 0 else torch.zeros(n, 2, dtype=torch.long)
         return flips, shifts
+
+    def draw_colour_permutation(self, n: int) -> torch.Tensor:
+        """(n, 3) RGB orders: a random one with P(colour_permute), else the identity."""
+        perms = torch.stack([torch.randperm(3) for _ in range(n)])
+        keep = torch.rand(n) >= self.colour_permute
+        perms[keep] = torch.arange(3)
+        return perms
+
+    @staticmethod
+    def permute_colours(batch: dict[str, Any], perms: torch.Tensor) -> None:
+        """Reorder the RGB channels of the creative and both cut-outs alike (in place).
+
+        A red mug becomes a blue or green one, in the creative and in the cut-out at once: the
+        model must judge the product against its cut-out and its scene, not by its colour, which
+        differs in every product family it has not seen. Alpha and derived maps stay.
+        """
+        for j in torch.nonzero((perms != torch.arange(3)).any(1)).flatten().tolist():
+            for m in COLOUR_MODALITIES:
+                if m in batch:
+                    batch[m][j, :3] = batch[m][j, perms[j]]
 
     def apply_augmentation(
         self, batch: dict[str, Any], flips: torch.Tensor, shifts: torch.Tensor

@@ -238,3 +238,28 @@ def test_depth_modality_from_a_local_dpt_folder(random_samples, tmp_path):  # no
     plain = build_cache(samples, tmp_path / "cache", 32)
     with pytest.raises(ValueError, match="depth"):
         CachedDataset(plain, samples, cfg.modalities)
+
+
+def test_colour_permutation_reorders_rgb_of_creative_and_cut_outs_alike(
+    random_samples,  # noqa: F811
+    tmp_path,
+):
+    cache = build_cache(random_samples, tmp_path, 32, workers=1)
+    mods = ["image", "product", "placed", "mask", "edges", "saliency", "caption"]
+    ds = CachedDataset(
+        cache, random_samples, mods, augment=True, hflip=False, translate=0.0, colour_permute=1.0
+    )
+    torch.manual_seed(1)
+    batch = ds.__getitems__(list(range(8)))
+    plain = CachedDataset(cache, random_samples, mods).__getitems__(list(range(8)))
+    torch.manual_seed(1)
+    perms = ds.draw_colour_permutation(8)
+    assert (perms != torch.arange(3)).any(1).sum() >= 4  # most orders are not the identity
+    for j in range(8):
+        for m in ("image", "product", "placed"):
+            assert torch.equal(batch[m][j, :3], plain[m][j, perms[j]]), (m, j)
+            assert torch.equal(batch[m][j, 3:], plain[m][j, 3:]), (m, j)  # alpha stays
+        for m in ("mask", "edges", "saliency"):
+            assert torch.equal(batch[m][j], plain[m][j]), (m, j)
+    off = CachedDataset(cache, random_samples, mods, colour_permute=0.0)
+    assert (off.draw_colour_permutation(8) == torch.arange(3)).all()
