@@ -206,6 +206,11 @@ class FeatureFilter(nn.Module):
         return f.flatten(2).transpose(1, 2) + e_o
 
 
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    """Cached uint8 maps to [0, 1] floats; float inputs (the differentiable reward path) as is."""
+    return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+
+
 class RFNet(nn.Module):
     def __init__(self, config: RFNetConfig, *, _tokenizer_dir: str | Path | None = None) -> None:
         super().__init__()
@@ -311,8 +316,7 @@ class RFNet(nn.Module):
         cut-out (a hallucinated extension), near 0 where it is background. Zeros when the
         product was not found.
         """
-        image = image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
-        placed = placed.float() / 255.0 if placed.dtype == torch.uint8 else placed.float()
+        image, placed = _unit(image), _unit(placed)
         alpha = placed[:, 3:4]
         k = 2 * max(1, round(self.config.ring_radius * image.shape[-1])) + 1
         # Mean of the product's (premultiplied) colour over the k×k window, per pixel.
@@ -326,8 +330,7 @@ class RFNet(nn.Module):
 
     def _placed_residual(self, image: torch.Tensor, placed: torch.Tensor) -> torch.Tensor:
         """|image - cut-out| where the cut-out was placed (3 ch); 0 when it was not found."""
-        image = image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
-        placed = placed.float() / 255.0 if placed.dtype == torch.uint8 else placed.float()
+        image, placed = _unit(image), _unit(placed)
         alpha = placed[:, 3:4]
         # placed RGB is premultiplied by alpha (preprocess.process_images)
         return ((image[:, :3] * alpha - placed[:, :3]).abs() - 0.1) / 0.2
@@ -338,7 +341,7 @@ class RFNet(nn.Module):
         return self.caption.tokenize(captions)
 
     def _normalize(self, m: str, x: torch.Tensor) -> torch.Tensor:
-        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        x = _unit(x)
         if self.config.normalize == "imagenet" and m in ("image", "product"):
             rgb = (x[:, :3] - self.im_mean) / self.im_std
             return torch.cat([rgb, (x[:, 3:] - 0.5) / 0.25], 1) if x.shape[1] > 3 else rgb

@@ -169,11 +169,13 @@ def test_placed_ring_shows_product_like_pixels_just_outside_the_cut_out():
     assert torch.allclose(similar[1, :, :24], torch.tensor(lo))
     # Product not found: both channels carry nothing.
     assert torch.allclose(model._placed_ring(image, torch.zeros_like(placed)), torch.tensor(lo))
-    batch = _batch(model)
-    assert model(batch).shape == (3, 6)
-    img = batch["image"].float().div(255).requires_grad_(True)
-    model({**batch, "image": img}).sum().backward()
-    assert img.grad is not None and img.grad.abs().sum() > 0
+    assert model(_batch(model)).shape == (3, 6)
+    # Differentiable in the image through the similarity channel itself (the RFFT reward).
+    grown = image.float()
+    grown[1, :, 8:24, 24:28] = 100  # close to the product's colour, not equal (|d| has a kink at 0)
+    img = grown.div(255).requires_grad_(True)
+    model._placed_ring(img, placed)[:, 1].sum().backward()
+    assert img.grad[1, :, 8:24, 24:28].abs().sum() > 0
 
 
 def test_placed_residual_shows_where_the_creative_differs_from_the_cut_out():
