@@ -71,7 +71,13 @@ class TrainParamsForm(DefaultsForm):
         required=False,
         help_text="Learning rate of pretrained parts (backbone / text encoder folders).",
     )
-    epochs = forms.IntegerField(min_value=1, max_value=1000, initial=10, required=False)
+    epochs = forms.IntegerField(
+        min_value=1,
+        max_value=1000,
+        required=False,
+        help_text="Empty: enough epochs for 2,000 optimizer steps (10 to 100; 10 for large "
+        "datasets); early stopping may end sooner.",
+    )
     batch_size = forms.IntegerField(min_value=1, max_value=4096, initial=32, required=False)
     lr = forms.FloatField(min_value=1e-7, max_value=1.0, initial=1e-3, required=False)
     schedule = forms.ChoiceField(
@@ -95,7 +101,10 @@ class TrainParamsForm(DefaultsForm):
         initial=True, required=False, help_text="bf16/fp16 autocast on GPU (ignored on CPU)."
     )
     patience = forms.IntegerField(
-        min_value=0, initial=5, required=False, help_text="Early stopping; 0 disables it."
+        min_value=0,
+        required=False,
+        help_text="Early stopping (epochs without a val macro-F1 gain); 0 disables it. Empty: "
+        "a third of the epochs, at least 5, so a long schedule is not cut while its rate is high.",
     )
 
     def clean_dataset(self):

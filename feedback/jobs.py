@@ -33,7 +33,7 @@ def train_config_from_params(params: dict, *, device: str):
     """Map job params onto feedback.ml.training.TrainConfig."""
     from django.conf import settings
 
-    from .ml.training import TrainConfig
+    from .ml.training import TrainConfig, auto_patience
 
     balance = params.get("balance") or "class_weights"
     augment = params.get("augment", True)
@@ -50,7 +50,9 @@ def train_config_from_params(params: dict, *, device: str):
         colour_permute=0.5 if augment else 0.0,
         seed=params["seed"],
         mixed_precision="auto" if params.get("mixed_precision", True) else "no",
-        early_stopping_patience=patience or None,
+        early_stopping_patience=(
+            auto_patience(params["epochs"]) if patience is None else patience or None
+        ),
         lr_pretrained=params.get("lr_pretrained") or None,
         # Decoded images are cached by content hash, shared by every job on this host.
         cache_dir=str(settings.RFSTUDIO_CACHE_DIR / "rfnet"),
@@ -106,6 +108,14 @@ def run_train(ctx) -> dict:
         test_rows = [r for r in splits["val"][0]] if splits["val"][1] else []
         ctx.reporter.log("No test split: the figures below are on held-out val items.")
 
+    if not params.get("epochs"):
+        params = {
+            **params,
+            "epochs": training.auto_epochs(len(train_samples), params["batch_size"]),
+        }
+        ctx.reporter.log(
+            f"epochs: {params['epochs']} ({training.MIN_TRAIN_STEPS} optimizer steps at least)"
+        )
     overrides = model_overrides(params, class_names)
     model_config = preset(params["preset"], len(class_names), **overrides)
     train_config = train_config_from_params(params, device=ctx.device)

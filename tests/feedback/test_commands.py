@@ -110,3 +110,25 @@ def test_every_launcher_records_lineage(register, version):
     job = Job.objects.get(kind="rfnet_score")
     assert job.inputs == {"model": model.name, "project": "cmd"}
     assert job.input_object == model
+
+
+def test_default_epochs_count_optimizer_steps_and_early_stopping_ends_sooner(version):
+    run("train_rfnet", "--dataset", "cmd-v1", "--preset", "tiny", "--batch-size", "4",
+        "--patience", "1", "--foreground")  # fmt: skip
+    model = FeedbackModel.objects.get()
+    # 8 training creatives at batch 4: 2 steps an epoch, so the 2,000-step rule hits its cap
+    assert model.config["train"]["epochs"] == 100
+    assert model.config["params"].get("epochs") is None  # the job records "default"
+    assert model.metrics["training"]["epochs_run"] < 100
+
+
+def test_default_patience_follows_the_epochs_and_zero_turns_it_off():
+    from feedback.jobs import train_config_from_params
+
+    base = dict(epochs=34, batch_size=32, lr=1e-3, schedule="cosine", seed=0)
+    assert train_config_from_params(base, device="cpu").early_stopping_patience == 11
+    off = train_config_from_params(base | {"patience": 0}, device="cpu")
+    assert off.early_stopping_patience is None
+    assert (
+        train_config_from_params(base | {"patience": 3}, device="cpu").early_stopping_patience == 3
+    )

@@ -17,7 +17,7 @@ from feedback.ml.model import RFNet
 from feedback.ml.presets import preset
 from feedback.ml.reporting import NullReporter
 from feedback.ml.scoring import Scorer
-from feedback.ml.training import TrainConfig, train
+from feedback.ml.training import TrainConfig, auto_epochs, auto_patience, train
 
 from ._fixtures import random_samples  # noqa: F401  (fixture)
 
@@ -263,3 +263,12 @@ def test_colour_permutation_reorders_rgb_of_creative_and_cut_outs_alike(
             assert torch.equal(batch[m][j], plain[m][j]), (m, j)
     off = CachedDataset(cache, random_samples, mods, colour_permute=0.0)
     assert (off.draw_colour_permutation(8) == torch.arange(3)).all()
+
+
+def test_default_training_length_is_counted_in_optimizer_steps():
+    assert auto_epochs(1900, 32) == 34  # 59 steps an epoch: 34 epochs reach 2,000 steps
+    assert auto_epochs(1_000_000, 32) == 10  # large datasets: the paper's 10
+    assert auto_epochs(40, 32) == 100 and auto_epochs(0, 32) == 100  # capped
+    assert auto_epochs(6400, 32, min_steps=1000) == 10
+    # early stopping waits a third of the epochs (at least 5): a long schedule's noisy middle
+    assert auto_patience(34) == 11 and auto_patience(10) == 5 and auto_patience(100) == 33

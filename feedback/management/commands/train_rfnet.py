@@ -12,7 +12,9 @@ class Command(JobCommand):
     def add_job_arguments(self, parser) -> None:
         parser.add_argument("--dataset", required=True, help="Dataset version name.")
         parser.add_argument("--preset", choices=["tiny", "small", "paper", "single_image"])
-        parser.add_argument("--epochs", type=int)
+        parser.add_argument(
+            "--epochs", type=int, help="Default: enough for 2,000 optimizer steps (10 to 100)."
+        )
         parser.add_argument("--batch-size", type=int)
         parser.add_argument("--lr", type=float)
         parser.add_argument("--schedule", choices=["cosine", "constant", "step"])
@@ -23,7 +25,11 @@ class Command(JobCommand):
         )
         parser.add_argument("--no-augment", action="store_true")
         parser.add_argument("--seed", type=int)
-        parser.add_argument("--patience", type=int, help="Early stopping patience (0: off).")
+        parser.add_argument(
+            "--patience",
+            type=int,
+            help="Early stopping patience (0: off; default: a third of the epochs, at least 5).",
+        )
         parser.add_argument("--backbone", help="Local folder of a pretrained vision backbone.")
         parser.add_argument("--no-mixed-precision", action="store_true")
         parser.add_argument(
