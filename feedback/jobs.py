@@ -29,17 +29,19 @@ def schema_class_names(schema) -> list[str]:
     return list(schema.classes.order_by("order", "id").values_list("slug", flat=True))
 
 
-def train_config_from_params(params: dict, *, device: str):
-    """Map job params onto feedback.ml.training.TrainConfig."""
+def train_config_from_params(params: dict, *, device: str, n_train: int):
+    """Map job params onto feedback.ml.training.TrainConfig; the one place the job's defaults
+    for an empty epoch count and patience are resolved (from the training set's size)."""
     from django.conf import settings
 
-    from .ml.training import TrainConfig, auto_patience
+    from .ml.training import TrainConfig, auto_epochs, auto_patience
 
     balance = params.get("balance") or "class_weights"
     augment = params.get("augment", True)
+    epochs = params.get("epochs") or auto_epochs(n_train, params["batch_size"])
     patience = params.get("patience")
     return TrainConfig(
-        epochs=params["epochs"],
+        epochs=epochs,
         batch_size=params["batch_size"],
         lr=params["lr"],
         schedule=params["schedule"],
@@ -50,9 +52,7 @@ def train_config_from_params(params: dict, *, device: str):
         colour_permute=0.5 if augment else 0.0,
         seed=params["seed"],
         mixed_precision="auto" if params.get("mixed_precision", True) else "no",
-        early_stopping_patience=(
-            auto_patience(params["epochs"]) if patience is None else patience or None
-        ),
+        early_stopping_patience=(auto_patience(epochs) if patience is None else patience or None),
         lr_pretrained=params.get("lr_pretrained") or None,
         # Decoded images are cached by content hash, shared by every job on this host.
         cache_dir=str(settings.RFSTUDIO_CACHE_DIR / "rfnet"),
@@ -108,17 +108,13 @@ def run_train(ctx) -> dict:
         test_rows = [r for r in splits["val"][0]] if splits["val"][1] else []
         ctx.reporter.log("No test split: the figures below are on held-out val items.")
 
-    if not params.get("epochs"):
-        params = {
-            **params,
-            "epochs": training.auto_epochs(len(train_samples), params["batch_size"]),
-        }
-        ctx.reporter.log(
-            f"epochs: {params['epochs']} ({training.MIN_TRAIN_STEPS} optimizer steps at least)"
-        )
     overrides = model_overrides(params, class_names)
     model_config = preset(params["preset"], len(class_names), **overrides)
-    train_config = train_config_from_params(params, device=ctx.device)
+    train_config = train_config_from_params(params, device=ctx.device, n_train=len(train_samples))
+    if not params.get("epochs"):
+        ctx.reporter.log(
+            f"epochs: {train_config.epochs} ({training.MIN_TRAIN_STEPS} optimizer steps at least)"
+        )
     result = training.train(
         model_config=model_config,
         train_config=train_config,

@@ -55,7 +55,8 @@ class TrainConfig:
     hflip: bool = True  # augmentations act identically on every image modality
     translate: float = 0.05  # max shift, fraction of the image size
     # P(the RGB channels of creative + cut-outs are permuted alike): colour-blind to the
-    # product's own colours (+0.02 mean macro-F1 on othergen's unseen families, bench/RESULTS.md).
+    # product's own colours (+0.02 mean macro-F1 on othergen's unseen families, within seed
+    # noise; bench/RESULTS.md).
     colour_permute: float = 0.5
     # Modality dropout: train without the optional inputs as often as serving may lack them.
     drop_placement: float = 0.2  # P(placement maps zeroed: product not found / not given)

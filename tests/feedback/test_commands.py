@@ -125,10 +125,12 @@ def test_default_epochs_count_optimizer_steps_and_early_stopping_ends_sooner(ver
 def test_default_patience_follows_the_epochs_and_zero_turns_it_off():
     from feedback.jobs import train_config_from_params
 
-    base = dict(epochs=34, batch_size=32, lr=1e-3, schedule="cosine", seed=0)
-    assert train_config_from_params(base, device="cpu").early_stopping_patience == 11
-    off = train_config_from_params(base | {"patience": 0}, device="cpu")
-    assert off.early_stopping_patience is None
-    assert (
-        train_config_from_params(base | {"patience": 3}, device="cpu").early_stopping_patience == 3
-    )
+    def config(**params):
+        base = dict(epochs=None, batch_size=32, lr=1e-3, schedule="cosine", seed=0)
+        return train_config_from_params(base | params, device="cpu", n_train=1900)
+
+    default = config()
+    assert (default.epochs, default.early_stopping_patience) == (34, 11)
+    assert config(patience=0).early_stopping_patience is None
+    assert config(patience=3).early_stopping_patience == 3
+    assert (config(epochs=12).epochs, config(epochs=12).early_stopping_patience) == (12, 5)
