@@ -104,8 +104,14 @@ def execute(
     worker_id: str,
     dispatch_retries: bool = True,
     on_flush=None,
+    interrupt_cancels: bool = False,
 ) -> str:
-    """Run (job, attempt). Returns the job status afterwards ("skipped" for a stale task)."""
+    """Run (job, attempt). Returns the job status afterwards ("skipped" for a stale task).
+
+    A KeyboardInterrupt propagates. With `interrupt_cancels` (a `--foreground` command: the user
+    pressed Ctrl-C) the job is first marked cancelled, so no worker picks it up again; in a
+    worker it stays running until the sweeper re-queues it (the worker went away, not the job's
+    owner)."""
     maybe_sweep()
     device = devices.pick_device()
     job = services.start_attempt(
@@ -150,6 +156,13 @@ def execute(
             job_id=job.pk, attempt=attempt, result=_jsonable(result), log_lines=None
         )
         status = "succeeded"
+    except KeyboardInterrupt:
+        if interrupt_cancels:
+            _close_quietly(reporter)
+            services.finish_cancelled(
+                job_id=job.pk, attempt=attempt, why="stopped from the terminal (interrupted)"
+            )
+        raise
     except Cancelled:
         _close_quietly(reporter)
         if reporter.lost:

@@ -236,7 +236,9 @@ def finish_succeeded(*, job_id: int, attempt: int, result: dict | None, log_line
     return True
 
 
-def finish_cancelled(*, job_id: int, attempt: int, log_lines=None) -> bool:
+def finish_cancelled(
+    *, job_id: int, attempt: int, log_lines=None, why: str = "stopped after cancel request"
+) -> bool:
     with transaction.atomic():
         job = _owned(job_id, attempt)
         if job is None:
@@ -246,7 +248,7 @@ def finish_cancelled(*, job_id: int, attempt: int, log_lines=None) -> bool:
         job.eta_at = None
         if log_lines is not None:
             job.log_lines = log_lines
-        _append_log(job, "stopped after cancel request")
+        _append_log(job, why)
         job.save()
     return True
 

@@ -12,7 +12,10 @@ their options into params:
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 import time
 
 from django.contrib.auth import get_user_model
@@ -87,13 +90,22 @@ class JobCommand(BaseCommand):
         bar = ProgressBar(sys.stderr)
         worker_id = f"fg-{default_worker_id()}"
         while True:
-            status = runner.execute(
-                job_id=job.pk,
-                attempt=job.attempt,
-                worker_id=worker_id,
-                dispatch_retries=False,
-                on_flush=bar.update,
-            )
+            try:
+                with _sigterm_interrupts():
+                    status = runner.execute(
+                        job_id=job.pk,
+                        attempt=job.attempt,
+                        worker_id=worker_id,
+                        dispatch_retries=False,
+                        on_flush=bar.update,
+                        interrupt_cancels=True,
+                    )
+            except KeyboardInterrupt:
+                bar.done()
+                raise CommandError(
+                    f"Job #{job.pk} cancelled (interrupted). Retry it from /jobs/{job.pk}/ or "
+                    "the API to continue; a resumable kind restarts from its last checkpoint."
+                )
             bar.done()
             job.refresh_from_db()
             if job.status != JobStatus.QUEUED:  # retries (attempts left) run here too
@@ -102,6 +114,24 @@ class JobCommand(BaseCommand):
         if job.status != JobStatus.SUCCEEDED:
             raise CommandError(f"Job #{job.pk} {job.status} ({status}): {job.error}".strip())
         self.stdout.write(f"Job #{job.pk} succeeded: {job.result}")
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """`kill` of a foreground command stops its job like Ctrl-C does (Python's default SIGTERM
+    exits without unwinding, which left the job running until the sweeper re-queued it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _format(exc: ValidationError) -> str:

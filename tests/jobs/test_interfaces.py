@@ -1,6 +1,9 @@
 """API, pages, admin actions and CLI: validation, idempotency and permissions (no worker needed:
 jobs are only enqueued here, or run in the foreground)."""
 
+import os
+import signal
+
 import pytest
 from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
@@ -180,6 +183,44 @@ def test_foreground_run_retries_failure_and_succeeds(tmp_path, capsys):
     job = Job.objects.latest("id")
     assert job.status == JobStatus.SUCCEEDED and job.attempt == 2
     assert job.result["resumed_from_step"] == 4
+
+
+def _interrupted(ctx):
+    ctx.reporter.progress(2, total=5, phase="working")
+    ctx.reporter.log("before the interrupt")
+    if ctx.job.kind.endswith("sigterm"):  # `kill PID` of the foreground command
+        os.kill(os.getpid(), signal.SIGTERM)
+    raise KeyboardInterrupt  # Ctrl-C
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_interrupted_foreground_run_cancels_its_job(how):
+    kind = f"test_interrupted_{how}"
+    register(JobKind(name=kind, run=_interrupted, resumable=True, max_attempts=3))
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(CommandError, match=r"cancelled \(interrupted\)"):
+        call_command("launch_job", kind, "--foreground")
+    job = Job.objects.get(kind=kind)
+    # cancelled, not left running for the sweeper to re-queue to a background worker
+    assert job.status == JobStatus.CANCELLED and job.attempt == 1 and job.finished_at
+    assert job.step == 2 and any("before the interrupt" in line for line in job.log_lines)
+    assert any("stopped from the terminal" in line for line in job.log_lines)
+    assert signal.getsignal(signal.SIGTERM) is before
+    # retry continues it as the next attempt, as for any cancelled job
+    assert services.retry_job(job_id=job.pk).status == JobStatus.QUEUED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_interrupted_worker_leaves_its_job_to_the_sweeper():
+    from jobs import runner
+
+    register(JobKind(name="test_interrupted", run=_interrupted, resumable=True))
+    job = services.enqueue_job(kind="test_interrupted", params={}, dispatch=False)
+    with pytest.raises(KeyboardInterrupt):
+        runner.execute(job_id=job.pk, attempt=1, worker_id="w1", dispatch_retries=False)
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING  # a resumable kind is re-queued when swept
 
 
 def _always_fails(ctx):
