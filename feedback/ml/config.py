@@ -100,6 +100,10 @@ class RFNetConfig:
             raise ValueError("early_fusion takes creative-frame maps, not image/caption")
         if self.width % self.heads:
             raise ValueError("width must be divisible by heads")
+        # A ring wider than a quarter of the frame pools most of the image: no longer "just
+        # outside the cut-out" (the kernel is 2 * radius * image_size + 1 pixels).
+        if not 0 < self.ring_radius <= 0.25:
+            raise ValueError(f"ring_radius must be in (0, 0.25], got {self.ring_radius}")
 
     @property
     def image_modalities(self) -> list[str]:

@@ -59,6 +59,9 @@ def test_missing_modality_and_bad_config_errors():
         preset("tiny", modalities=["image", "sound"])
     with pytest.raises(ValueError):
         preset("nope")
+    for radius in (0, -0.1, 0.5):
+        with pytest.raises(ValueError, match="ring_radius"):
+            preset("tiny", ring_radius=radius)
 
 
 @pytest.mark.parametrize("kind", ["resnet", "convnext"])
