@@ -231,23 +231,35 @@ def _run_distributed(ctx: JobContext, n: int):
     proc = subprocess.Popen(
         launch_command(ctx.job.pk, ctx.attempt, n, ctx.device), env=env, start_new_session=True
     )
-    while True:
-        try:
-            rc = proc.wait(timeout=0.5)
-            break
-        except subprocess.TimeoutExpired:
-            if ctx.reporter.cancel_event.is_set():
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                raise Cancelled(f"job {ctx.job.pk} was cancelled")
+    try:
+        while True:
+            try:
+                rc = proc.wait(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                if ctx.reporter.cancel_event.is_set():
+                    raise Cancelled(f"job {ctx.job.pk} was cancelled")
+    except BaseException:
+        # Cancel, Ctrl-C or kill of a foreground run: the ranks run in their own session (a
+        # terminal's Ctrl-C does not reach them), so stop the group here or it outlives the job.
+        _stop_group(proc)
+        raise
     if rc == 3 or ctx.reporter.cancel_event.is_set():
         raise Cancelled(f"job {ctx.job.pk} was cancelled")
     if rc != 0:
         raise RuntimeError(f"accelerate launch with {n} processes exited with status {rc}")
     return json.loads(result_path.read_text()) if result_path.exists() else None
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def run_rank(job_id: int, attempt: int) -> int:

@@ -3,6 +3,9 @@ jobs are only enqueued here, or run in the foreground)."""
 
 import os
 import signal
+import threading
+import time
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -209,6 +212,44 @@ def test_interrupted_foreground_run_cancels_its_job(how):
     assert signal.getsignal(signal.SIGTERM) is before
     # retry continues it as the next attempt, as for any cancelled job
     assert services.retry_job(job_id=job.pk).status == JobStatus.QUEUED
+
+
+def _launched_ranks() -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"jobs.launch" in args:
+            found.append(cmdline.parent.name)
+    return found
+
+
+@pytest.mark.django_db(transaction=True)
+def test_killed_foreground_run_stops_its_distributed_ranks(tmp_path, monkeypatch):
+    # The ranks run in their own session, out of reach of the terminal's Ctrl-C: the parent
+    # stops them, or they would go on writing to a cancelled job.
+    from tests.jobs.conftest import worker_env
+
+    for key, value in worker_env(tmp_path).items():  # the ranks inherit this environment
+        monkeypatch.setenv(key, value)
+    timer = threading.Timer(12.0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        with pytest.raises(CommandError, match=r"cancelled \(interrupted\)"):
+            call_command(
+                *("launch_job", "demo", "--param", "steps=4000", "--param", "step_sleep=0.05"),
+                *("--num-processes", "2", "--foreground"),
+            )
+    finally:
+        timer.cancel()
+    job = Job.objects.get(kind="demo")
+    assert job.status == JobStatus.CANCELLED and job.step < 4000
+    deadline = time.monotonic() + 15  # the group got SIGTERM; give the ranks time to exit
+    while _launched_ranks() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _launched_ranks() == []
 
 
 @pytest.mark.django_db(transaction=True)
