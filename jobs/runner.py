@@ -242,7 +242,7 @@ def _run_distributed(ctx: JobContext, n: int):
     except BaseException:
         # Cancel, Ctrl-C or kill of a foreground run: the ranks run in their own session (a
         # terminal's Ctrl-C does not reach them), so stop the group here or it outlives the job.
-        _stop_group(proc)
+        stop_process_group(proc)
         raise
     if rc == 3 or ctx.reporter.cancel_event.is_set():
         raise Cancelled(f"job {ctx.job.pk} was cancelled")
@@ -251,12 +251,13 @@ def _run_distributed(ctx: JobContext, n: int):
     return json.loads(result_path.read_text()) if result_path.exists() else None
 
 
-def _stop_group(proc: subprocess.Popen) -> None:
+def stop_process_group(proc: subprocess.Popen, *, timeout: float = 30.0) -> None:
+    """SIGTERM the process group led by `proc`, SIGKILL it after `timeout` seconds."""
     if proc.poll() is not None:
         return
     os.killpg(proc.pid, signal.SIGTERM)
     try:
-        proc.wait(timeout=30)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
