@@ -102,6 +102,9 @@ class JobCommand(BaseCommand):
                     )
             except KeyboardInterrupt:
                 bar.done()
+                job.refresh_from_db()
+                if job.status != JobStatus.CANCELLED:  # interrupted before or after its run
+                    raise CommandError(f"Interrupted; job #{job.pk} is {job.status}.")
                 raise CommandError(
                     f"Job #{job.pk} cancelled (interrupted). Retry it from /jobs/{job.pk}/ or "
                     "the API to continue; a resumable kind restarts from its last checkpoint."
