@@ -6,11 +6,13 @@ own product catalogue and its own defect mechanisms. It was written without read
 generation/ or bench/synthetic.py, and imports nothing from the repository.
 
     .venv/bin/python bench/othergen.py OUT_DIR --n 3000 --seed 0 --size 256 \\
-        [--shared-dir ../shared] [--no-shared] [--workers 2] [--sheet]
+        [--shared-dir ../shared] [--no-shared] [--workers 2] [--sheet] [--flat-products]
 
 Writes OUT_DIR/creatives/<id>.png (RGB, size x size), OUT_DIR/products/<sku>.png (the clean
 cut-out: RGBA 384 x 384, product centred, alpha = mask, once per SKU), OUT_DIR/manifest.jsonl
 (last, atomically) and with --sheet OUT_DIR/sheet.png (36 creatives with label:mechanism).
+--flat-products paints every product in its mean colour, as generators that draw flat shapes do
+(the catalogue, scenes and mechanisms stay the same).
 
 World. A pinhole camera looks at a support plane (floor, table top or a plinth on the floor) in
 front of a wall (indoor) or a sky over hills (outdoor). Everything is sized in centimetres: the
@@ -596,7 +598,11 @@ _PRODUCTS: dict[str, np.ndarray] = {}
 
 def _product(sku: Sku) -> np.ndarray:
     if sku.sku not in _PRODUCTS:
-        _PRODUCTS[sku.sku] = render_product(sku)
+        rgba = render_product(sku)
+        if _W.get("flat"):  # --flat-products: one flat colour, as drawing generators make them
+            a = rgba[..., 3:]
+            rgba[..., :3] = (rgba[..., :3] * a).sum((0, 1)) / max(float(a.sum()), 1e-6)
+        _PRODUCTS[sku.sku] = rgba
     return _PRODUCTS[sku.sku]
 
 
@@ -1710,13 +1716,21 @@ def make_example(i: int, seed: int, S: int, catalogue: list[Sku]) -> tuple[dict,
 _W: dict = {}
 
 
-def _init_worker(out_dir: str, seed: int, size: int, shared_dir: str | None, use_shared: bool):
+def _init_worker(
+    out_dir: str,
+    seed: int,
+    size: int,
+    shared_dir: str | None,
+    use_shared: bool,
+    flat: bool = False,
+):
     cv2.setNumThreads(1)
     _W.update(
         out=Path(out_dir),
         seed=seed,
         size=size,
         cat=build_catalogue(Path(shared_dir) if shared_dir else None, use_shared),
+        flat=flat,
     )
 
 
@@ -1751,14 +1765,22 @@ def _work(i: int) -> dict:
 
 
 def write_manifest(
-    out_dir, *, n: int, seed: int, size: int, shared_dir=None, use_shared=True, workers: int = 1
+    out_dir,
+    *,
+    n: int,
+    seed: int,
+    size: int,
+    shared_dir=None,
+    use_shared=True,
+    workers: int = 1,
+    flat_products: bool = False,
 ) -> Path:
     """Generate n creatives into out_dir; returns the manifest path (written last, atomically)."""
     out = Path(out_dir)
     (out / "creatives").mkdir(parents=True, exist_ok=True)
     (out / "products").mkdir(parents=True, exist_ok=True)
     shared = str(shared_dir if shared_dir is not None else ROOT.parent / "shared")
-    init = (str(out), seed, size, shared, use_shared)
+    init = (str(out), seed, size, shared, use_shared, flat_products)
     if workers > 1:
         with Pool(workers, initializer=_init_worker, initargs=init) as pool:
             rows = list(pool.imap(_work, range(n), chunksize=8))
@@ -1805,6 +1827,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-shared", action="store_true")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--sheet", action="store_true")
+    ap.add_argument(
+        "--flat-products",
+        action="store_true",
+        help="paint every product in its mean colour (no texture, no shading)",
+    )
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
     path = write_manifest(
@@ -1815,6 +1842,7 @@ def main(argv: list[str] | None = None) -> int:
         shared_dir=a.shared_dir,
         use_shared=not a.no_shared,
         workers=a.workers,
+        flat_products=a.flat_products,
     )
     dt = time.perf_counter() - t0
     if a.sheet:

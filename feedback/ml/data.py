@@ -34,8 +34,9 @@ from .preprocess import (
 )
 
 # Bump when preprocessing changes so stale caches are not reused (3: products stored once,
-# only the arrays the modalities need; 4: coarse-to-fine localisation).
-CACHE_VERSION = 4
+# only the arrays the modalities need; 4: coarse-to-fine localisation; 5: flat-colour products
+# localised by their silhouette).
+CACHE_VERSION = 5
 
 
 @dataclass

@@ -7,6 +7,11 @@ geometric range of scales finds it. This gives every creative a product box (hen
 map and a placement mask) whether or not the manifest recorded where the generator put the
 product: the same input at training and serving time, for our generator and for anyone else's.
 
+A cut-out of one flat colour (a drawn or rendered product without texture) has nothing for a
+zero-mean correlation to correlate: it is matched by its silhouette instead, correlating the
+cut-out's alpha (with a ring of background around it) against how close each pixel of the
+creative is to the product's colour.
+
 The search runs on small copies (the creative's longer side is `work_side` pixels, large
 templates on a half-size copy), then refines the best scale and position on a finer grid.
 """
@@ -29,12 +34,22 @@ NOISE_MARGIN = 1.5
 # work resolution, where they are cheap anyway.
 COARSE_MIN_PX = 12
 REFINE_CANDIDATES = 3
+# A cut-out whose colour varies less than this (largest per-channel std over its opaque pixels,
+# in [0, 1]) is matched by its silhouette. Textured products (the real cut-outs, othergen's)
+# measure 0.09 and above, so they keep the correlation of their pixels.
+FLAT_STD = 0.04
+# Mean per-channel distance (in [0, 1]) at which a pixel stops counting as the product's colour.
+FLAT_TOLERANCE = 0.2
+# Background ring around the silhouette template, as a share of its longer side.
+FLAT_RING = 0.15
 
 
 @dataclass(frozen=True)
 class Localization:
     box: tuple[float, float, float, float]  # (x0, y0, x1, y1), creative pixels, opaque bbox
-    score: float  # masked normalised correlation in [-1, 1] at the best position/scale
+    # normalised correlation in [-1, 1] at the best position/scale: of the product's pixels, or
+    # of its silhouette for a flat-colour cut-out
+    score: float
 
 
 def _tight_rgba(product: Image.Image) -> np.ndarray:
@@ -47,25 +62,31 @@ def _match(
     padded: np.ndarray,
     pad: int,
     templ: np.ndarray,
-    mask: np.ndarray,
+    mask: np.ndarray | None,
     window: tuple[int, int, int, int],
 ) -> tuple[float, int, int]:
     """Best (score, x, y) of templ's top-left in unpadded image coordinates, searched over
     `window` = (x0, y0, x1, y1) of top-left positions (negative: the template hangs over the
-    frame, into the replicated border of `padded`)."""
+    frame, into the replicated border of `padded`). No mask: the whole template counts."""
     import cv2
 
     th, tw = templ.shape[:2]
     H, W = padded.shape[:2]
     x0, y0 = max(0, window[0] + pad), max(0, window[1] + pad)
     x1, y1 = min(W - tw, window[2] + pad), min(H - th, window[3] + pad)
-    if x1 < x0 or y1 < y0 or mask.sum() < 16:
+    if x1 < x0 or y1 < y0 or (mask if mask is not None else templ).sum() < 16:
         return -1.0, 0, 0
     # Zero-mean normalised correlation over the product's pixels: robust to the lighting gain
     # and haze pipelines apply, and a flat wall does not correlate with a textured product.
-    res = cv2.matchTemplate(
-        padded[y0 : y1 + th, x0 : x1 + tw], templ, cv2.TM_CCOEFF_NORMED, mask=mask
-    )
+    region = padded[y0 : y1 + th, x0 : x1 + tw]
+    res = cv2.matchTemplate(region, templ, cv2.TM_CCOEFF_NORMED, mask=mask)
+    if mask is None:
+        # Unmasked, OpenCV returns arbitrary values (up to ±1) for a window of constant
+        # pixels, where the correlation is undefined: such windows score -1.
+        ones = np.ones_like(templ)
+        mean = cv2.matchTemplate(region, ones, cv2.TM_CCORR) / templ.size
+        sq = cv2.matchTemplate(region * region, ones, cv2.TM_CCORR) / templ.size
+        res[sq - mean * mean < 1e-3] = -1.0
     res = np.nan_to_num(res, nan=-1.0, posinf=-1.0, neginf=-1.0)
     _, best, _, loc = cv2.minMaxLoc(res)
     return float(best), int(loc[0]) + x0 - pad, int(loc[1]) + y0 - pad
@@ -73,6 +94,14 @@ def _match(
 
 def _prepare(rgb: np.ndarray) -> np.ndarray:
     return rgb.astype(np.float32) / 255.0
+
+
+def _flat_colour(cut: np.ndarray) -> np.ndarray | None:
+    """The cut-out's colour (RGB in [0, 1]) when it is one flat colour, else None."""
+    opaque = _prepare(cut[..., :3])[cut[..., 3] >= 128]
+    if len(opaque) < 16 or opaque.std(0).max() >= FLAT_STD:
+        return None
+    return opaque.mean(0)
 
 
 def _scales(lo: float, hi: float, n: int) -> np.ndarray:
@@ -96,6 +125,12 @@ class _Level:
         self.side = max(self.h, self.w)
         self.pad = max(1, round(pad_fraction * self.side))
         self.padded = cv2.copyMakeBorder(_prepare(small), *(self.pad,) * 4, cv2.BORDER_REPLICATE)
+        self.colour_match: np.ndarray | None = None
+
+    def match_colour(self, colour: np.ndarray) -> None:
+        """Match by silhouette from now on: each pixel's closeness to the product's colour."""
+        dist = np.abs(self.padded - colour.astype(np.float32)).mean(2)
+        self.colour_match = np.clip(1.0 - dist / FLAT_TOLERANCE, 0.0, 1.0).astype(np.float32)
 
     def match(self, cut: np.ndarray, s: float, window=None) -> tuple[float, int, int, int, int]:
         """(score − noise margin, x, y, w, h) of the cut-out with its long side s × the frame's."""
@@ -112,9 +147,22 @@ class _Level:
         if window is not None:
             frame = (*np.maximum(frame[:2], window[:2]), *np.minimum(frame[2:], window[2:]))
         window = tuple(int(v) for v in frame)
-        score, x, y = _match(
-            self.padded, self.pad, _prepare(t[..., :3]), np.repeat(mask[..., None], 3, 2), window
-        )
+        if self.colour_match is None:
+            score, x, y = _match(
+                self.padded,
+                self.pad,
+                _prepare(t[..., :3]),
+                np.repeat(mask[..., None], 3, 2),
+                window,
+            )
+        else:
+            # The silhouette with a ring of background: a product-coloured region of the
+            # cut-out's shape and size, not a part of a larger one, nor a smaller one inside it.
+            r = max(1, round(FLAT_RING * max(tw, th)))
+            sil = cv2.copyMakeBorder(_prepare(t[..., 3]), r, r, r, r, cv2.BORDER_CONSTANT, value=0)
+            shifted = (window[0] - r, window[1] - r, window[2] - r, window[3] - r)
+            score, x, y = _match(self.colour_match, self.pad, sil, None, shifted)
+            x, y = x + r, y + r
         # A few-pixel template correlates well with anything: the spurious maximum of a
         # correlation over n pixels is ~1/sqrt(n), so small scales must beat that margin.
         return score - NOISE_MARGIN / np.sqrt(max(mask.sum(), 1.0)), x, y, tw, th
@@ -140,6 +188,10 @@ def locate_product(
     # Padded once for the largest template (3/4 of MAX_SCALE past each edge).
     fine = _Level(rgb, work_side, 0.75 * MAX_SCALE)
     coarse = _Level(rgb, max(16, work_side // 2), 0.75 * MAX_SCALE)
+    colour = _flat_colour(cut)
+    if colour is not None:
+        fine.match_colour(colour)
+        coarse.match_colour(colour)
     sweep = []  # (score, x, y in fine pixels, scale)
     for s in _scales(MIN_SCALE, MAX_SCALE, 16):
         s = float(s)

@@ -49,6 +49,69 @@ def test_localisation_finds_the_pasted_product(box):
     assert np.abs(got - np.array(box)).max() <= 0.15 * size + 2, (found, box)
 
 
+def _flat_product(shape: str, colour=(200, 40, 40), w=44, h=60):
+    """A cut-out of one flat colour, as drawing generators make them: nothing to correlate
+    inside it, only its silhouette."""
+    a = np.zeros((h, w), np.uint8)
+    if shape == "ellipse":
+        yy, xx = np.mgrid[0:h, 0:w]
+        a[((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2 <= 1] = 255
+    else:  # an L: its bounding box is not its shape
+        a[:, : w // 2] = 255
+        a[h // 2 :, :] = 255
+    rgb = np.zeros((h, w, 3), np.uint8) + np.array(colour, np.uint8)
+    return Image.fromarray(np.dstack([rgb, a]), "RGBA")
+
+
+def _jpeg(im):
+    import io
+
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=75)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+@pytest.mark.parametrize("shape", ["ellipse", "l_shape"])
+@pytest.mark.parametrize("box", [(30, 40, 66, 89), (90, 20, 150, 102), (2, 100, 24, 130)])
+def test_localisation_finds_a_flat_colour_product_by_its_silhouette(shape, box):
+    product = _flat_product(shape)
+    for seed in (0, 1):  # flat wall + table, and the same through a JPEG round trip
+        creative = _creative(product, box, seed=seed)
+        found = locate_product(_jpeg(creative) if seed else creative, product)
+        assert found is not None and found.score > 0.5, (shape, box, seed)
+        size = max(box[2] - box[0], box[3] - box[1])
+        assert np.abs(np.array(found.box) - np.array(box)).max() <= 0.15 * size + 2, (found, box)
+
+
+def test_flat_colour_search_ignores_windows_of_constant_colour():
+    """Unmasked, OpenCV's normalised correlation returns arbitrary values where a window of the
+    colour map is constant (all background): they must not outscore the product."""
+    for seed in range(16):
+        rng = np.random.default_rng(seed)
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        product = _flat_product("l_shape", colour=colour)
+        scene = np.zeros((160, 160, 3), np.uint8) + rng.integers(0, 256, 3).astype(np.uint8)
+        x, y = int(rng.integers(0, 40)), int(rng.integers(0, 90))
+        # a bar of a near colour in the other half: a few similar pixels beside constant ones
+        scene[y : y + 25, 120:130] = np.clip(np.array(colour) + 50, 0, 255)
+        im = Image.fromarray(scene)
+        im.paste(product, (x, y), product)
+        found = locate_product(im, product)
+        assert found is not None and np.abs(np.array(found.box[:2]) - (x, y)).max() < 6, seed
+
+
+def test_a_flat_colour_product_that_is_not_there_is_not_found():
+    product = _flat_product("ellipse")
+    # Flat regions of other colours (where an unmasked correlation is undefined), and a
+    # scene painted in the product's own colour: no box either way.
+    scene = np.zeros((160, 160, 3), np.uint8) + np.array([40, 90, 200], np.uint8)
+    scene[100:] = (230, 220, 90)
+    scene[20:60, 30:70] = (20, 20, 20)
+    assert locate_product(Image.fromarray(scene), product) is None
+    same = Image.new("RGB", (160, 160), (200, 40, 40))
+    assert locate_product(same, product) is None
+
+
 def test_localisation_gives_every_creative_a_placement_mask():
     product = _product(np.random.default_rng(2))
     creative = _creative(product, (40, 30, 80, 86))
