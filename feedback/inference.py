@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+
+from generation import images
 
 from .analysis import summarize
 from .models import FeedbackModel
@@ -52,13 +54,10 @@ def _open(upload, what: str, index: int) -> Image.Image:
     name = getattr(upload, "name", what)
     try:
         upload.seek(0)
-        with Image.open(upload) as probe:
-            probe.verify()
-        upload.seek(0)
-        image = Image.open(upload)
-        image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise ValidationError(f"Upload {index}: {what} {name!r} is not a readable image.")
+        # The import gate's rules (format, corruption, bombs, pixel mode): what imports scores.
+        _, image = images.inspect_bytes(upload.read())
+    except images.BadImage as exc:
+        raise ValidationError(f"Upload {index}: {what} {name!r} is not a usable image: {exc}.")
     if max(image.size) > MAX_SIDE:
         raise ValidationError(
             f"Upload {index}: {what} {name!r} is {image.size[0]}x{image.size[1]}; "

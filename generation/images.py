@@ -76,6 +76,13 @@ def _decode(data: bytes) -> Image.Image:
         raise BadImage(f"unsupported image format {image.format!r}")
     if image.width <= 0 or image.height <= 0:
         raise BadImage("image has no pixels")
+    if image.mode.startswith(("I", "F")):
+        # 16-bit greyscale and integer/float pixels: every consumer converts to 8-bit RGB,
+        # which PIL does by clipping (a 16-bit image turns white), so refuse rather than mislead.
+        raise BadImage(
+            f"unsupported pixel mode {image.mode!r} (16-bit or float greyscale): "
+            "save the image as 8-bit RGB or RGBA"
+        )
     return image
 
 

@@ -88,6 +88,12 @@ def test_label_source_must_not_be_a_login_user(builder):
     assert not Project.objects.filter(slug="p3").exists()
 
 
+def _png16() -> bytes:
+    buf = io.BytesIO()
+    Image.new("I;16", (32, 32), 40000).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def _bomb(builder):
     return builder.image("bomb.png", size=(64, 64))
 
@@ -99,6 +105,7 @@ BAD_KINDS = {
         "image": b.image("trunc.png", data=(b.root / b.row(99)["image"]).read_bytes()[:60])
     },
     "decompression bomb": lambda b: {"image": _bomb(b)},
+    "16-bit greyscale image": lambda b: {"image": b.image("deep.png", data=_png16())},
     "unknown label": lambda b: {"label": "gorgeous"},
     "wrong type": lambda b: {"seed": "forty-two"},
     "wrong params type": lambda b: {"params": [1, 2]},

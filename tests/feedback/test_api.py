@@ -104,6 +104,14 @@ def test_score_bad_image_is_400_and_stores_nothing(scored):
     )
     assert response.status_code == 400
     assert "broken.png" in response.json()["detail"]
+    deep = io.BytesIO()
+    Image.new("I;16", (32, 32), 40000).save(deep, format="PNG")  # would clip to white
+    deep.seek(0)
+    deep.name = "deep.png"
+    response = client.post(
+        "/api/feedback/score/", {"image": deep, "product": png("RGBA")}, format="multipart"
+    )
+    assert response.status_code == 400 and "8-bit" in response.json()["detail"]
     mismatch = client.post("/api/feedback/score/", {"image": png()}, format="multipart")
     assert mismatch.status_code == 400 and "product" in mismatch.json()["detail"]
     unknown = client.post(
