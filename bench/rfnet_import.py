@@ -159,7 +159,7 @@ def main() -> None:
             "1,0,0",
         )
         (work / "imported").write_text("ok")
-    rows = []
+    rows, weakest = [], {}
     for seed in seeds:
         if "small" in models:
             t = time.time()
@@ -186,6 +186,7 @@ def main() -> None:
                 "--json",
             )
             ev = json.loads(out.strip().splitlines()[-1])
+            weakest[seed] = (ev.get("slices") or {}).get("mechanism", [])[:5]
             rows.append(
                 (
                     "small",
@@ -218,14 +219,14 @@ def main() -> None:
                 ("plain_cnn", seed, len(te), scores_from_confusion(cm), time.time() - t, None)
             )
             print(rows[-1], flush=True)
-    text = report(args, info, rows)
+    text = report(args, info, rows, weakest)
     print(text)
     if not args.no_append:
         with open(ROOT / "bench" / "RESULTS.md", "a") as fh:
             fh.write("\n" + text)
 
 
-def report(args, info, rows) -> str:
+def report(args, info, rows, weakest) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     cmd = "python bench/rfnet_import.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     lines = [
@@ -258,6 +259,12 @@ def report(args, info, rows) -> str:
         by_model.setdefault(name, []).append(sc["macro_f1"])
     for name, vals in by_model.items():
         lines.append(f"| **{name} mean** | | | **{np.mean(vals):.3f}** |" + " |" * 8)
+    if any(weakest.values()):
+        lines.append("")
+    for seed, worst in weakest.items():
+        if worst:  # evaluate_rfnet's slices: the manifest's params.mechanism, worst first
+            cells = ", ".join(f"{r['key']} {r['accuracy']:.2f} (n={r['n']})" for r in worst)
+            lines.append(f"Weakest mechanisms, `small` seed {seed}: {cells}.  ")
     return "\n".join(lines) + "\n"
 
 

@@ -3,6 +3,7 @@ reliability diagram and RFNet-vs-human agreement beside human-vs-human agreement
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,6 +16,42 @@ from .selectors import votes_by_item
 
 class EvaluationError(ValueError):
     pass
+
+
+# The params key under which a generator records which mechanism produced a creative's defect
+# (bench/othergen.py writes "label:mechanism"); evaluations report accuracy per value.
+MECHANISM_PARAM = "mechanism"
+
+
+def slice_report(
+    groups: dict[str, Sequence[str | None]],
+    y_true: Sequence[int],
+    y_pred: Sequence[int],
+    class_names: Sequence[str],
+) -> dict[str, list[dict]]:
+    """Where the model fails: for each grouping (e.g. product family, generator mechanism) one
+    row per value — n, accuracy and the class most often predicted wrongly — worst first.
+    Rows with no value for a grouping are left out of it; a grouping with no values is absent."""
+    out = {}
+    for name, keys in groups.items():
+        by_key = defaultdict(list)
+        for key, t, p in zip(keys, y_true, y_pred, strict=True):
+            if key not in (None, ""):
+                by_key[str(key)].append((t, p))
+        rows = []
+        for key, pairs in by_key.items():
+            wrong = Counter(class_names[p] for t, p in pairs if p != t)
+            rows.append(
+                {
+                    "key": key,
+                    "n": len(pairs),
+                    "accuracy": 1.0 - sum(wrong.values()) / len(pairs),
+                    "confused_with": wrong.most_common(1)[0][0] if wrong else None,
+                }
+            )
+        if rows:
+            out[name] = sorted(rows, key=lambda r: (r["accuracy"], -r["n"], r["key"]))
+    return out
 
 
 def evaluate_rows(scorer, rows: Sequence, class_names: Sequence[str], *, batch_size=32) -> dict:
@@ -33,7 +70,17 @@ def evaluate_rows(scorer, rows: Sequence, class_names: Sequence[str], *, batch_s
         raw = classification_report(y_true, _softmax(detailed["logits"]), list(class_names))
         report["ece_uncalibrated"] = _jsonable(raw["ece"])
     report["calibration"] = calibration_bins(y_true, probs)
-    predictions = [class_names[i] for i in probs.argmax(axis=1)]
+    predicted = probs.argmax(axis=1)
+    predictions = [class_names[i] for i in predicted]
+    report["slices"] = slice_report(
+        {
+            "family": [r.creative.product.group_key for r in kept],
+            "mechanism": [(r.creative.params or {}).get(MECHANISM_PARAM) for r in kept],
+        },
+        y_true,
+        predicted.tolist(),
+        class_names,
+    )
     votes = votes_by_item([r.item_id for r in kept])
     report["agreement"] = agreement_report([votes.get(r.item_id, []) for r in kept], predictions)
     report["n"] = len(samples)

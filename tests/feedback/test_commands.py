@@ -134,3 +134,59 @@ def test_default_patience_follows_the_epochs_and_zero_turns_it_off():
     assert config(patience=0).early_stopping_patience is None
     assert config(patience=3).early_stopping_patience == 3
     assert (config(epochs=12).epochs, config(epochs=12).early_stopping_patience) == (12, 5)
+
+
+def test_evaluation_reports_accuracy_per_family_and_mechanism(register, version):
+    from django.test import Client
+
+    from core.roles import QA
+    from generation.models import Creative
+    from tests.factories import PASSWORD, make_user
+
+    creatives = list(Creative.objects.order_by("id"))
+    for i, creative in enumerate(creatives[:6]):  # half carry a generator mechanism
+        creative.params = {**(creative.params or {}), "mechanism": f"mech-{i % 2}"}
+        creative.save(update_fields=["params"])
+    model = register()
+    data = json.loads(
+        run(
+            "evaluate_rfnet", "--model", "latest", "--dataset", "cmd-v1", "--split", "all", "--json"
+        )
+    )
+    slices = data["slices"]
+    families = {c.product.group_key for c in creatives}
+    assert {r["key"] for r in slices["family"]} == families
+    assert sum(r["n"] for r in slices["family"]) == 12
+    assert {(r["key"], r["n"]) for r in slices["mechanism"]} == {("mech-0", 3), ("mech-1", 3)}
+    # Per-family accuracies add up to the confusion matrix's diagonal, worst first.
+    correct = sum(data["confusion"][i][i] for i in range(6))
+    assert sum(r["n"] * r["accuracy"] for r in slices["family"]) == pytest.approx(correct)
+    accuracies = [r["accuracy"] for r in slices["family"]]
+    assert accuracies == sorted(accuracies)
+    for r in slices["family"]:
+        assert (r["confused_with"] is None) == (r["accuracy"] == 1.0)
+        assert r["confused_with"] is None or r["confused_with"] in RF1M
+    text = run("evaluate_rfnet", "--model", model.name, "--dataset", "cmd-v1", "--split", "all")
+    assert "weakest by family" in text and "weakest by mechanism" in text
+    client = Client()
+    assert client.login(username=make_user(QA).username, password=PASSWORD)
+    page = client.get(f"/feedback/models/{model.name}/").content.decode()
+    assert "Weakest slices" in page and "mech-0" in page
+
+
+def test_slice_report_leaves_out_rows_without_a_value():
+    from feedback.evaluation import slice_report
+
+    names = ["a", "b", "c"]
+    report = slice_report(
+        {"family": ["f1", "f1", "f2", None], "mechanism": [None, "", None, None]},
+        [0, 1, 2, 0],
+        [0, 2, 2, 1],
+        names,
+    )
+    assert report == {
+        "family": [
+            {"key": "f1", "n": 2, "accuracy": 0.5, "confused_with": "c"},
+            {"key": "f2", "n": 1, "accuracy": 1.0, "confused_with": None},
+        ]
+    }

@@ -9,7 +9,18 @@ from jobs.management.base import JobCommand
 from jobs.models import JobStatus
 from jobs.tasks import default_worker_id
 
-SUMMARY_KEYS = ("accuracy", "macro_f1", "per_class", "available", "confusion", "ece", "n")
+SUMMARY_KEYS = (
+    "accuracy",
+    "macro_f1",
+    "per_class",
+    "available",
+    "confusion",
+    "ece",
+    "n",
+    "slices",
+)
+# Worst groups per slice printed in the text output (all of them are in --json).
+WORST_SLICES = 5
 
 
 class Command(JobCommand):
@@ -27,7 +38,8 @@ class Command(JobCommand):
         parser.add_argument(
             "--json",
             action="store_true",
-            help="Print one JSON object: accuracy, macro_f1, per_class, available, confusion.",
+            help="Print one JSON object: accuracy, macro_f1, per_class, available, confusion, "
+            "slices (accuracy per product family and per params.mechanism).",
         )
 
     def job_params(self, options) -> dict:
@@ -73,3 +85,10 @@ class Command(JobCommand):
                 f"  {slug:22s} P {row.get('precision', 0):.3f}  R {row.get('recall', 0):.3f}  "
                 f"F1 {row.get('f1', 0):.3f}  n={row.get('support')}"
             )
+        for name, rows in (metrics.get("slices") or {}).items():
+            self.stdout.write(f"  weakest by {name} (of {len(rows)}):")
+            for row in rows[:WORST_SLICES]:
+                confused = f", mostly as {row['confused_with']}" if row["confused_with"] else ""
+                self.stdout.write(
+                    f"    {row['key']:30s} accuracy {row['accuracy']:.3f}  n={row['n']}{confused}"
+                )
