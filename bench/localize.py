@@ -167,9 +167,7 @@ def run_case(textured: bool, n: int, seed: int) -> dict:
 def pasted_difference(im: Image.Image, cut: Image.Image, box) -> float:
     """Mean |creative - cut-out| over the cut-out's opaque pixels resized into `box`."""
     x0, y0, x1, y1 = box
-    tight = cut.convert("RGBA").crop(
-        cut.getchannel("A").point(lambda v: 255 * (v >= 128)).getbbox()
-    )
+    tight = Image.fromarray(localize._tight_rgba(cut))  # the crop the matcher searches with
     w, h = max(1, round(x1 - x0)), max(1, round(y1 - y0))
     c = np.asarray(tight.resize((w, h), Image.BILINEAR), np.float32) / 255
     img = np.asarray(im, np.float32) / 255
