@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
 THUMBNAIL_SIZE = 256
 # Formats we accept, with the extension used for the stored copy.
@@ -82,6 +82,16 @@ def _decode(data: bytes) -> Image.Image:
         raise BadImage(
             f"unsupported pixel mode {image.mode!r} (16-bit or float greyscale): "
             "save the image as 8-bit RGB or RGBA"
+        )
+    orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    if orientation not in (1, None):
+        # Stored pixels plus a "turn me" tag: browsers show the image turned, every model input
+        # (training, scoring, the score API) reads the stored pixels, so annotators and RFNet would
+        # see two different images. Re-encoding it here would break content addressing.
+        raise BadImage(
+            f"the image carries an EXIF orientation tag ({orientation}: stored rotated or "
+            "mirrored): save it upright without the tag (e.g. PIL ImageOps.exif_transpose, "
+            "or `magick mogrify -auto-orient`)"
         )
     return image
 

@@ -94,6 +94,14 @@ def _png16() -> bytes:
     return buf.getvalue()
 
 
+def _exif_rotated() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90° clockwise to display
+    buf = io.BytesIO()
+    Image.new("RGB", (48, 32), (200, 30, 30)).save(buf, format="JPEG", exif=exif)
+    return buf.getvalue()
+
+
 def _bomb(builder):
     return builder.image("bomb.png", size=(64, 64))
 
@@ -106,6 +114,7 @@ BAD_KINDS = {
     },
     "decompression bomb": lambda b: {"image": _bomb(b)},
     "16-bit greyscale image": lambda b: {"image": b.image("deep.png", data=_png16())},
+    "EXIF-rotated image": lambda b: {"image": b.image("turned.jpg", data=_exif_rotated())},
     "unknown label": lambda b: {"label": "gorgeous"},
     "wrong type": lambda b: {"seed": "forty-two"},
     "wrong params type": lambda b: {"params": [1, 2]},

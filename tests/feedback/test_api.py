@@ -112,6 +112,16 @@ def test_score_bad_image_is_400_and_stores_nothing(scored):
         "/api/feedback/score/", {"image": deep, "product": png("RGBA")}, format="multipart"
     )
     assert response.status_code == 400 and "8-bit" in response.json()["detail"]
+    turned = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 8  # Orientation: shown rotated 90° counter-clockwise by browsers
+    Image.new("RGB", (48, 32), (20, 90, 200)).save(turned, format="JPEG", exif=exif)
+    turned.seek(0)
+    turned.name = "turned.jpg"
+    response = client.post(
+        "/api/feedback/score/", {"image": turned, "product": png("RGBA")}, format="multipart"
+    )
+    assert response.status_code == 400 and "EXIF orientation" in response.json()["detail"]
     mismatch = client.post("/api/feedback/score/", {"image": png()}, format="multipart")
     assert mismatch.status_code == 400 and "product" in mismatch.json()["detail"]
     unknown = client.post(
