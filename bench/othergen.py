@@ -7,12 +7,17 @@ generation/ or bench/synthetic.py, and imports nothing from the repository.
 
     .venv/bin/python bench/othergen.py OUT_DIR --n 3000 --seed 0 --size 256 \\
         [--shared-dir ../shared] [--no-shared] [--workers 2] [--sheet] [--flat-products]
+        [--source-defects]
 
 Writes OUT_DIR/creatives/<id>.png (RGB, size x size), OUT_DIR/products/<sku>.png (the clean
 cut-out: RGBA 384 x 384, product centred, alpha = mask, once per SKU), OUT_DIR/manifest.jsonl
 (last, atomically) and with --sheet OUT_DIR/sheet.png (36 creatives with label:mechanism).
 --flat-products paints every product in its mean colour, as generators that draw flat shapes do
-(the catalogue, scenes and mechanisms stay the same).
+(the catalogue, scenes and mechanisms stay the same). --source-defects draws half of the
+`unsuitable` creatives from a damaged source photo instead: the defect is in the product cut-out
+itself (cut off by the photo's edge, torn, stained, smeared), the manifest names that damaged
+cut-out (its own SKU `<sku>-src<i>`, same family) and the creative pastes it back faithfully, so
+comparing the creative with the cut-out shows nothing wrong.
 
 World. A pinhole camera looks at a support plane (floor, table top or a plinth on the floor) in
 front of a wall (indoor) or a sky over hills (outdoor). Everything is sized in centimetres: the
@@ -28,12 +33,15 @@ unless --no-shared, each real cut-out in SHARED/products/*.png as a family of 3 
 hue-rotated, brightness/contrast-shifted). Example i uses numpy.random.default_rng([seed, i]);
 labels are balanced in blocks of six.
 
-Mechanisms (params.mechanism = "<class>:<name>"; the defect touches the creative only):
+Mechanisms (params.mechanism = "<class>:<name>"; the defect touches the creative only, except
+the src_* ones of --source-defects):
 - available: on_floor, on_table, on_podium (the support it rests on).
 - unsuitable: stain (burn or paint splash over >= 25% of the product), mosaic_smear (a large
   pixelated or motion-smeared region), diagonal_cut (a straight or torn cut removes 30-45%),
   top_cropped (the frame's top edge cuts off 30-50%), occluded (a leaf, hand, sign or box in
-  front hides >= 28%).
+  front hides >= 28%). With --source-defects also src_edge_crop (the photo's edge cut 25-45%
+  off; the cut-out ends there), src_cut, src_stain, src_smear (diagonal_cut, stain,
+  mosaic_smear applied to the cut-out), each placed as an available creative would be.
 - space_mismatch: floating (lifted clear off its support), sunk (bottom 30-50% swallowed by the
   surface), on_wall (hanging in the wall/sky region), tilted (rotated 30-70 degrees, balanced on
   a corner).
@@ -59,6 +67,7 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing import Pool
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -87,6 +96,7 @@ MECHANISMS: dict[str, list[str]] = {
     "shape_hallucination": ["mirrored_copy", "stretched", "blob", "twin_growth"],
 }
 SUPPORTS = ("floor", "table", "podium")
+SOURCE_MECHANISMS = ["src_edge_crop", "src_cut", "src_stain", "src_smear"]
 
 # ---------------------------------------------------------------------------------------------
 # Colours and small helpers
@@ -1531,6 +1541,36 @@ def _twin_growth(ctx: Ctx) -> None:
     ctx.prod = _over(top, layer)
 
 
+def _source_edge_crop(src) -> None:
+    """The product ran off its source photo's edge: 25-45 % of it is gone along a straight line
+    and the cut-out's canvas ends at that line, as a cut-out made from that photo would."""
+    ys, xs = np.nonzero(src.prod[..., 3] > 0.5)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    f = src.rng.uniform(0.25, 0.45)
+    side = str(src.rng.choice(["top", "left", "right", "bottom"]))
+    if side == "top":
+        src.prod = src.prod[int(y0 + f * (y1 - y0)) :]
+    elif side == "bottom":
+        src.prod = src.prod[: int(y1 - f * (y1 - y0))]
+    elif side == "left":
+        src.prod = src.prod[:, int(x0 + f * (x1 - x0)) :]
+    else:
+        src.prod = src.prod[:, : int(x1 - f * (x1 - x0))]
+    src.prod = np.ascontiguousarray(src.prod)
+
+
+def _damaged_source(rng, mech: str, canvas: np.ndarray) -> np.ndarray:
+    """--source-defects: the product photo itself is unusable (straight-alpha RGBA, float)."""
+    src = SimpleNamespace(rng=rng, prod=canvas.copy())  # these hooks read only rng and prod
+    {
+        "src_edge_crop": _source_edge_crop,
+        "src_cut": _diagonal_cut,
+        "src_stain": _stain,
+        "src_smear": _mosaic_smear,
+    }[mech](src)
+    return src.prod
+
+
 # Mechanism tables: a layout hook (before the layout is sampled), a product/scene hook (before
 # the background is rendered) and a post hook (after the product is composited).
 LAYOUT_HOOKS = {
@@ -1669,15 +1709,25 @@ def _prompt(rng, sku: Sku, sc: Scene) -> str:
     return f"a {sku.title} {where}, {back}, {light}, commercial product photography, 4k"
 
 
-def make_example(i: int, seed: int, S: int, catalogue: list[Sku]) -> tuple[dict, np.ndarray]:
-    """Example i: (manifest row without paths, uint8 RGB creative)."""
+def make_example(
+    i: int, seed: int, S: int, catalogue: list[Sku], source_defects: bool = False
+) -> tuple[dict, np.ndarray]:
+    """Example i: (manifest row without paths, uint8 RGB creative). A source-damaged example's
+    row carries its cut-out (uint8 RGBA) under "_product"."""
     rng = np.random.default_rng([seed, i])
     block = np.random.default_rng([seed, i // 6, 6]).permutation(len(CLASSES))
     label = CLASSES[int(block[i % 6])]
     support = SUPPORTS[int(rng.integers(3))]
     mech = f"on_{support}" if label == "available" else str(rng.choice(MECHANISMS[label]))
     sku = catalogue[int(rng.integers(len(catalogue)))]
-    clean = _crop_alpha(_product(sku))
+    source = None
+    if source_defects and label == "unsuitable" and rng.random() < 0.5:
+        # The damage is in the photo the pipeline was given; the creative itself is made as
+        # an available one would be (the placement hooks of its support, nothing else).
+        src_mech = str(rng.choice(SOURCE_MECHANISMS))
+        source = _damaged_source(rng, src_mech, _product(sku))
+        mech = src_mech
+    clean = _crop_alpha(source if source is not None else _product(sku))
     aspect = clean.shape[1] / clean.shape[0]
     lay = sample_layout(rng, S, aspect, sku.height_cm, **LAYOUT_HOOKS.get(mech, lambda r: {})(rng))
     prod = _resize_rgba(clean, lay.P * aspect, lay.P)
@@ -1699,7 +1749,7 @@ def make_example(i: int, seed: int, S: int, catalogue: list[Sku]) -> tuple[dict,
         img = POST_HOOKS[mech](ctx, img)
     out = _post_global(rng, img, sc)
     row = {
-        "sku": sku.sku,
+        "sku": sku.sku if source is None else f"{sku.sku}-src{i}",
         "family": sku.family,
         "title": sku.title,
         "category": sku.category,
@@ -1707,6 +1757,8 @@ def make_example(i: int, seed: int, S: int, catalogue: list[Sku]) -> tuple[dict,
         "label": label,
         "params": {"mechanism": f"{label}:{mech}"},
     }
+    if source is not None:
+        row["_product"] = (np.clip(source, 0, 1) * 255 + 0.5).astype(np.uint8)
     return row, out
 
 
@@ -1723,6 +1775,7 @@ def _init_worker(
     shared_dir: str | None,
     use_shared: bool,
     flat: bool = False,
+    source_defects: bool = False,
 ):
     cv2.setNumThreads(1)
     _W.update(
@@ -1731,6 +1784,7 @@ def _init_worker(
         size=size,
         cat=build_catalogue(Path(shared_dir) if shared_dir else None, use_shared),
         flat=flat,
+        source_defects=source_defects,
     )
 
 
@@ -1743,11 +1797,13 @@ def _write_png(path: Path, arr: np.ndarray) -> None:
 
 def _work(i: int) -> dict:
     out, seed, size, cat = _W["out"], _W["seed"], _W["size"], _W["cat"]
-    row, img = make_example(i, seed, size, cat)
+    row, img = make_example(i, seed, size, cat, _W["source_defects"])
     ex_id = f"other-{seed}-{i:06d}"
     _write_png(out / "creatives" / f"{ex_id}.png", img)
     ppath = out / "products" / f"{row['sku']}.png"
-    if not ppath.exists():
+    if "_product" in row:
+        _write_png(ppath, row.pop("_product"))
+    elif not ppath.exists():
         sku = next(s for s in cat if s.sku == row["sku"])
         rgba = (np.clip(_product(sku), 0, 1) * 255 + 0.5).astype(np.uint8)
         _write_png(ppath, rgba)
@@ -1774,13 +1830,14 @@ def write_manifest(
     use_shared=True,
     workers: int = 1,
     flat_products: bool = False,
+    source_defects: bool = False,
 ) -> Path:
     """Generate n creatives into out_dir; returns the manifest path (written last, atomically)."""
     out = Path(out_dir)
     (out / "creatives").mkdir(parents=True, exist_ok=True)
     (out / "products").mkdir(parents=True, exist_ok=True)
     shared = str(shared_dir if shared_dir is not None else ROOT.parent / "shared")
-    init = (str(out), seed, size, shared, use_shared, flat_products)
+    init = (str(out), seed, size, shared, use_shared, flat_products, source_defects)
     if workers > 1:
         with Pool(workers, initializer=_init_worker, initargs=init) as pool:
             rows = list(pool.imap(_work, range(n), chunksize=8))
@@ -1832,6 +1889,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="paint every product in its mean colour (no texture, no shading)",
     )
+    ap.add_argument(
+        "--source-defects",
+        action="store_true",
+        help="half the unsuitable creatives come from a damaged product photo (the cut-out)",
+    )
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
     path = write_manifest(
@@ -1843,6 +1905,7 @@ def main(argv: list[str] | None = None) -> int:
         use_shared=not a.no_shared,
         workers=a.workers,
         flat_products=a.flat_products,
+        source_defects=a.source_defects,
     )
     dt = time.perf_counter() - t0
     if a.sheet:

@@ -45,3 +45,26 @@ def test_othergen_manifest_is_deterministic_balanced_and_carries_no_placement(ot
     for product in Product.objects.filter(sku__in=families):
         assert product.family == families[product.sku]
     assert Item.objects.filter(project__slug="othergen").count() == 12
+
+
+def test_source_defects_put_the_damage_in_the_cut_out_the_manifest_names(othergen, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    path = othergen.write_manifest(
+        tmp_path / "src", n=48, seed=1, size=64, use_shared=False, source_defects=True
+    )
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    source = [r for r in rows if r["params"]["mechanism"].split(":")[1].startswith("src_")]
+    assert source and all(r["label"] == "unsuitable" for r in source)
+    catalogue = {sku.sku: sku for sku in othergen._W["cat"]}  # workers=1: built in-process
+    for row in source:
+        sku = catalogue[row["sku"].rsplit("-src", 1)[0]]
+        assert row["family"] == sku.family and row["product_image"] == f"products/{row['sku']}.png"
+        damaged = np.asarray(Image.open(path.parent / row["product_image"]))
+        clean = (np.clip(othergen._product(sku), 0, 1) * 255 + 0.5).astype(np.uint8)
+        assert damaged.shape != clean.shape or (damaged != clean).any()
+    # the other classes and the clean unsuitable mechanisms are unchanged in kind
+    for row in rows:
+        if row not in source:
+            assert row["params"]["mechanism"].split(":")[1] in othergen.MECHANISMS[row["label"]]
