@@ -83,7 +83,10 @@ def _decode(data: bytes) -> Image.Image:
             f"unsupported pixel mode {image.mode!r} (16-bit or float greyscale): "
             "save the image as 8-bit RGB or RGBA"
         )
-    orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    try:
+        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # PIL mostly warns instead
+        raise BadImage(f"unreadable EXIF metadata: {exc}") from None
     if orientation not in (1, None):
         # Stored pixels plus a "turn me" tag: browsers show the image turned, every model input
         # (training, scoring, the score API) reads the stored pixels, so annotators and RFNet would
